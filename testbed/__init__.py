@@ -1,0 +1,3 @@
+"""interconnect-testbed: emulated clouds joined by direct interconnects or transit."""
+
+__version__ = "0.1.0"
