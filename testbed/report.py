@@ -1,0 +1,325 @@
+"""report.md: a markdown report made from results.json alone.
+
+Sections: a header (scenario, times, environment, delay backend, complete or
+not), one table per group of metrics with a column per variant -- and, with
+exactly two variants, a ratio column (second / first, e.g. transit / direct) --
+then collectives, the fidelity table of each variant, emulator health, errors,
+and links to the plots. Anything missing or null prints as ``-``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from testbed.results import get_value, overall_verdict, write_text_atomic
+
+__all__ = ["render_report", "write_report", "format_number", "METRIC_TABLES"]
+
+MISSING = "-"
+
+#: (section title, [(row label, dotted path in a variant), ...]); a row may list
+#: alternative paths separated by "|": the first one present is used.
+METRIC_TABLES: Sequence[Tuple[str, Sequence[Tuple[str, str]]]] = (
+    (
+        "Round-trip time (ping)",
+        (
+            ("RTT mean (ms)", "ping.rtt_ms.mean"),
+            ("RTT p50 (ms)", "ping.rtt_ms.p50"),
+            ("RTT p99 (ms)", "ping.rtt_ms.p99"),
+            ("RTT stdev (ms)", "ping.rtt_ms.stdev"),
+            ("Ping loss (%)", "ping.loss_pct"),
+        ),
+    ),
+    (
+        "One-way delay and jitter",
+        (
+            ("OWD forward mean (ms)", "owd.forward.one_way_delay_ms.mean|owd.one_way_delay_ms.mean"),
+            ("OWD forward p99 (ms)", "owd.forward.one_way_delay_ms.p99|owd.one_way_delay_ms.p99"),
+            ("OWD reverse mean (ms)", "owd.reverse.one_way_delay_ms.mean"),
+            ("OWD reverse p99 (ms)", "owd.reverse.one_way_delay_ms.p99"),
+            ("Jitter forward (ms)", "owd.forward.jitter_ms|owd.jitter_ms"),
+            ("Jitter reverse (ms)", "owd.reverse.jitter_ms"),
+            ("Loss forward (%)", "owd.forward.loss_pct|owd.loss_pct"),
+            ("Loss reverse (%)", "owd.reverse.loss_pct"),
+            ("Reordered forward (packets)", "owd.forward.reordered"),
+        ),
+    ),
+    (
+        "Throughput",
+        (
+            ("TCP throughput (Mbit/s)", "tcp.throughput_mbps"),
+            ("TCP retransmits", "tcp.retransmits"),
+            ("Time to steady (s)", "tcp.time_to_steady_s|steady.time_to_steady_s"),
+            ("UDP throughput (Mbit/s)", "udp.throughput_mbps"),
+            ("UDP jitter (ms)", "udp.jitter_ms"),
+            ("UDP loss (%)", "udp.loss_pct"),
+        ),
+    ),
+    (
+        "Path",
+        (
+            ("Router hops", "path.hops"),
+            ("TTL to reach destination", "path.ttl_hops"),
+            ("Path MTU (bytes)", "path.path_mtu"),
+        ),
+    ),
+)
+
+
+def format_number(value: Any) -> str:
+    """A compact, stable rendering: ``-`` for missing, 3-4 significant digits."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return MISSING
+        size = abs(value)
+        if size == 0:
+            return "0"
+        if size >= 100:
+            return f"{value:.0f}"
+        if size >= 10:
+            return f"{value:.1f}"
+        if size >= 1:
+            return f"{value:.2f}"
+        return f"{value:.3g}"
+    return _cell(str(value))
+
+
+def _cell(text: str) -> str:
+    """Make text safe inside a markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _lookup(variant: Dict[str, Any], paths: str) -> Any:
+    for path in paths.split("|"):
+        value = get_value(variant, path)
+        if value is not None:
+            return value
+    return None
+
+
+def _ratio(first: Any, second: Any) -> str:
+    numbers = (int, float)
+    if isinstance(first, bool) or isinstance(second, bool):
+        return MISSING
+    if not isinstance(first, numbers) or not isinstance(second, numbers):
+        return MISSING
+    if first == 0 or not math.isfinite(first) or not math.isfinite(second):
+        return MISSING
+    return f"{second / first:.2f}x"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _metric_tables(variants: List[Dict[str, Any]]) -> List[str]:
+    names = [_cell(str(v.get("name", f"variant {i}"))) for i, v in enumerate(variants)]
+    header = ["Metric", *names]
+    with_ratio = len(variants) == 2
+    if with_ratio:
+        header.append(f"{names[1]} / {names[0]}")
+    out: List[str] = []
+    for title, rows in METRIC_TABLES:
+        table_rows = []
+        for label, paths in rows:
+            values = [_lookup(v, paths) for v in variants]
+            row = [label, *(format_number(value) for value in values)]
+            if with_ratio:
+                row.append(_ratio(values[0], values[1]))
+            table_rows.append(row)
+        out += [f"## {title}", "", *_table(header, table_rows), ""]
+    return out
+
+
+def _header(results: Dict[str, Any]) -> List[str]:
+    env = results.get("environment") or {}
+    config = results.get("scenario_config") or {}
+    complete = results.get("complete") is True
+    lines = [f"# Scenario: {results.get('scenario', MISSING)}", ""]
+    if config.get("description"):
+        lines += [str(config["description"]), ""]
+    tools = env.get("tools") or {}
+    tool_text = ", ".join(f"{name} {version}" for name, version in tools.items()) or MISSING
+    facts = [
+        ("Complete", "yes" if complete else "**NO: the run was interrupted or a variant failed**"),
+        ("Started", results.get("started_at") or MISSING),
+        ("Finished", results.get("finished_at") or MISSING),
+        ("Topology", config.get("topology") or MISSING),
+        ("Delay backend", env.get("delay_backend") or MISSING),
+        ("Kernel", env.get("kernel") or MISSING),
+        ("CPUs", format_number(env.get("cpus"))),
+        ("Tools", tool_text),
+    ]
+    if results.get("source"):
+        facts.append(("Scenario file", results["source"]))
+    if results.get("overrides"):
+        facts.append(("Overrides", ", ".join(f"`{item}`" for item in results["overrides"])))
+    if results.get("quick"):
+        facts.append(("Quick mode", "yes (shortened measurements)"))
+    lines += [f"- **{key}:** {_cell(str(value))}" for key, value in facts]
+    sysctls = results.get("host_sysctls") or {}
+    if sysctls:
+        lines += ["", "Host sysctls (every host namespace):", ""]
+        lines += _table(["sysctl", "value"], [[f"`{k}`", _cell(str(v))] for k, v in sysctls.items()])
+    return lines + [""]
+
+
+def _collectives(variants: List[Dict[str, Any]]) -> List[str]:
+    rows = []
+    for variant in variants:
+        for item in variant.get("collectives") or []:
+            rows.append(
+                [
+                    _cell(str(variant.get("name"))),
+                    *(
+                        format_number(item.get(key))
+                        for key in (
+                            "op",
+                            "algorithm",
+                            "ranks",
+                            "bytes",
+                            "time_us",
+                            "algbw_gbps",
+                            "busbw_gbps",
+                            "model_time_us",
+                            "correct",
+                        )
+                    ),
+                ]
+            )
+    if not rows:
+        return []
+    header = [
+        "Variant",
+        "Op",
+        "Algorithm",
+        "Ranks",
+        "Bytes",
+        "Time (us)",
+        "algbw (GB/s)",
+        "busbw (GB/s)",
+        "Model (us)",
+        "Correct",
+    ]
+    return ["## Collectives", "", *_table(header, rows), ""]
+
+
+def _fidelity(variants: List[Dict[str, Any]]) -> List[str]:
+    out = ["## Fidelity", ""]
+    for variant in variants:
+        name = _cell(str(variant.get("name")))
+        checks = get_value(variant, "fidelity.checks") or []
+        verdict = overall_verdict(variant)
+        out.append(f"### {name}: {_verdict(verdict) if verdict else 'not judged'}")
+        out.append("")
+        if not checks:
+            out += ["No fidelity checks.", ""]
+            continue
+        rows = []
+        for check in checks:
+            tolerance = check.get("tolerance")
+            tol_text = f"{format_number(tolerance)}%" if isinstance(tolerance, (int, float)) else format_number(tolerance)
+            row = [
+                _cell(str(check.get("metric", MISSING))),
+                format_number(check.get("configured")),
+                format_number(check.get("measured")),
+                tol_text,
+                _verdict(check.get("verdict")),
+            ]
+            row.append(_cell(str(check["detail"])) if check.get("detail") else "")
+            rows.append(row)
+        out += _table(["Metric", "Configured", "Measured", "Tolerance", "Verdict", "Note"], rows) + [""]
+    return out
+
+
+def _verdict(verdict: Optional[str]) -> str:
+    if verdict in ("fail", "warn"):
+        return f"**{verdict.upper()}**"
+    return verdict or MISSING
+
+
+def _emulator(variants: List[Dict[str, Any]]) -> List[str]:
+    rows = []
+    for variant in variants:
+        emulator = variant.get("emulator") or {}
+        for line in emulator.get("delay_lines") or []:
+            rows.append(
+                [
+                    _cell(str(variant.get("name"))),
+                    _cell(str(line.get("node", MISSING))),
+                    format_number(line.get("link")),
+                    format_number(line.get("direction")),
+                    format_number(line.get("packets")),
+                    format_number(line.get("dropped")),
+                    format_number(line.get("late_p99_ms")),
+                    format_number(emulator.get("cpu_busy_pct")),
+                ]
+            )
+    if not rows:
+        return []
+    header = ["Variant", "Node", "Link", "Direction", "Packets", "Dropped", "Late p99 (ms)", "CPU busy (%)"]
+    return ["## Emulator (userspace delay lines)", "", *_table(header, rows), ""]
+
+
+def _errors(results: Dict[str, Any], variants: List[Dict[str, Any]]) -> List[str]:
+    items = [f"- run: {error}" for error in results.get("errors") or []]
+    for variant in variants:
+        name = variant.get("name")
+        if variant.get("complete") is not True:
+            items.append(f"- {name}: did not complete")
+        items += [f"- {name}: {error}" for error in variant.get("errors") or []]
+    if not items:
+        return []
+    return ["## Errors", "", *(item.replace("\n", " ") for item in items), ""]
+
+
+def _plots(plot_files: Sequence[Union[str, Path]], base_dir: Optional[Union[str, Path]]) -> List[str]:
+    if not plot_files:
+        return []
+    out = ["## Plots", ""]
+    for plot in plot_files:
+        path = Path(plot)
+        if base_dir is not None and path.is_absolute():
+            target = os.path.relpath(path, base_dir)
+        else:
+            target = str(path)
+        title = path.stem.replace("_", " ")
+        out += [f"![{title}]({Path(target).as_posix()})", ""]
+    return out
+
+
+def render_report(
+    results: Dict[str, Any],
+    plot_files: Sequence[Union[str, Path]] = (),
+    base_dir: Optional[Union[str, Path]] = None,
+) -> str:
+    """Markdown for ``results``; plot links are relative to ``base_dir`` if given."""
+    variants = [v for v in results.get("variants") or [] if isinstance(v, dict)]
+    lines = _header(results)
+    if not variants:
+        lines += ["No variant produced results.", ""]
+    else:
+        lines += _metric_tables(variants)
+        lines += _collectives(variants)
+        lines += _fidelity(variants)
+        lines += _emulator(variants)
+    lines += _errors(results, variants)
+    lines += _plots(plot_files, base_dir)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(results: Dict[str, Any], plot_files: Sequence[Union[str, Path]], path: Union[str, Path]) -> Path:
+    """Render and write ``report.md`` atomically; plot links relative to its directory."""
+    target = Path(path)
+    return write_text_atomic(target, render_report(results, plot_files, base_dir=target.parent))

@@ -1,0 +1,650 @@
+"""Scenario files: the declarative experiments that ``testbed run`` executes.
+
+A scenario names a topology, the link profiles it uses, the host sysctls, the
+variants to compare (for example a direct interconnect and internet transit)
+and the ordered measurement steps. It is YAML, read with a ``yaml.SafeLoader``
+that also rejects duplicate keys, and validated by the pydantic models below:
+every mapping forbids unknown keys, and every error becomes an
+:class:`~testbed.errors.InputError` with the dotted field
+(``variants.1.params.path``, ``measure.tcp.duration_s``) and a one-line message.
+
+Nothing in a scenario names a file or directory: a scenario cannot make a run
+write outside its output directory. Names that may reach the kernel (variant,
+link and node names, sysctl keys) are checked against strict patterns.
+
+Overrides: ``load_scenario(path, overrides=["measure.tcp.duration_s=3"])``
+applies ``--set`` items (see :mod:`testbed.overrides`) to the raw document
+before validation; ``quick=True`` first applies the scenario's own ``quick:``
+section (so ``--set`` still wins). The ``quick:`` section is validated on every
+load, so a typo in it fails early even when ``--quick`` is not given.
+
+Merging: :meth:`Scenario.variant_config` merges the shared ``params`` and
+``links`` with a variant's own, key by key; the variant's entry replaces the
+shared one whole (no deep merge).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Type, Union
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from testbed.errors import InputError
+from testbed.overrides import apply_overrides, set_dotted
+from testbed.presets import load_presets
+from testbed.profile import resolve_link
+from testbed.units import parse_rate_bps, parse_size_bytes
+
+__all__ = [
+    "Scenario",
+    "Variant",
+    "Endpoints",
+    "Measure",
+    "PingOptions",
+    "OwdOptions",
+    "TcpOptions",
+    "UdpOptions",
+    "PathOptions",
+    "SteadyOptions",
+    "FidelityOptions",
+    "STEP_OPTIONS",
+    "load_scenario",
+    "parse_scenario",
+    "list_scenarios",
+    "read_yaml",
+]
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_TOPOLOGY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_PARAM_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+_SYSCTL_KEY_RE = re.compile(r"^net(\.[a-z0-9_]+)(\.[a-z0-9_-]+)+$")
+_SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_ .:,-]{1,256}$")
+_CC_RE = re.compile(r"^[a-z0-9_]{1,16}$")
+
+
+# ------------------------------------------------------------- field checks
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"invalid name {value!r}: use 1-32 of a-z, 0-9 and '-', starting with a letter or digit"
+        )
+    return value
+
+
+def _check_topology(value: str) -> str:
+    if not _TOPOLOGY_RE.match(value):
+        raise ValueError(f"invalid topology name {value!r}: use a-z, 0-9, '-' and '_'")
+    return value
+
+
+def _check_param_key(value: str) -> str:
+    if not _PARAM_RE.match(value):
+        raise ValueError(f"invalid parameter name {value!r}: use a-z, 0-9 and '_' (a Python identifier)")
+    return value
+
+
+def _check_plain(value: Any) -> Any:
+    """Only what JSON can carry: a YAML date or a non-finite float is refused."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
+        return value
+    if isinstance(value, list):
+        return [_check_plain(item) for item in value]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise ValueError(f"mapping key {key!r} must be a string")
+        return {key: _check_plain(item) for key, item in value.items()}
+    raise ValueError(f"unsupported value {value!r} ({type(value).__name__}): quote it as a string")
+
+
+def _check_sysctl_key(value: str) -> str:
+    if not _SYSCTL_KEY_RE.match(value):
+        raise ValueError(
+            f"invalid sysctl {value!r}: only per-namespace 'net.*' keys such as net.ipv4.tcp_rmem"
+        )
+    return value
+
+
+def _str_or_int(value: Any, what: str) -> Union[str, int]:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"{what} must be a string or an integer, got {value!r}")
+    return value
+
+
+def _sysctl_value(value: Any) -> str:
+    text = str(_str_or_int(value, "sysctl value"))
+    if not _SYSCTL_VALUE_RE.match(text):
+        raise ValueError(f"invalid sysctl value {text!r}: use letters, digits, spaces and . : , - _")
+    return text
+
+
+def _check_dotted_key(value: str) -> str:
+    if not value or any(part.strip() == "" for part in value.split(".")):
+        raise ValueError(f"invalid dotted key {value!r}")
+    return value
+
+
+def _unit_checker(parse, what: str):
+    """An after-validator that checks a tc-like value with a testbed.units parser."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        _str_or_int(value, what)
+        try:
+            parse(value, what)
+        except InputError as exc:
+            raise ValueError(exc.message) from exc
+        return value
+
+    return check
+
+
+Name = Annotated[StrictStr, AfterValidator(_check_name)]
+ParamKey = Annotated[StrictStr, AfterValidator(_check_param_key)]
+Plain = Annotated[Any, AfterValidator(_check_plain)]
+SysctlKey = Annotated[StrictStr, AfterValidator(_check_sysctl_key)]
+SysctlValue = Annotated[Any, AfterValidator(_sysctl_value)]
+RateText = Annotated[Any, AfterValidator(_unit_checker(parse_rate_bps, "bitrate"))]
+SizeText = Annotated[Any, AfterValidator(_unit_checker(parse_size_bytes, "window"))]
+DottedKey = Annotated[StrictStr, AfterValidator(_check_dotted_key)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# --------------------------------------------------------- measurement steps
+
+
+class PingOptions(_Strict):
+    """ICMP echo RTT and loss (iputils ping)."""
+
+    count: int = Field(100, ge=1, le=100_000)
+    interval_s: float = Field(0.2, ge=0.002, le=60.0)
+    size_bytes: int = Field(56, ge=0, le=65_507)
+
+
+class OwdOptions(_Strict):
+    """Timestamped UDP probes: one-way delay per direction, RFC 3550 jitter."""
+
+    count: int = Field(500, ge=1, le=1_000_000)
+    interval_ms: float = Field(10.0, ge=0.1, le=60_000.0)
+    size_bytes: int = Field(64, ge=32, le=65_507)
+
+
+class TcpOptions(_Strict):
+    """iperf3 TCP throughput, retransmits and per-interval rate."""
+
+    duration_s: float = Field(10.0, gt=0, le=3600.0)
+    streams: int = Field(1, ge=1, le=128)
+    cc: Optional[StrictStr] = None  # congestion control (e.g. cubic, bbr); host default if None
+    window: Optional[SizeText] = None  # socket buffer, e.g. "4MiB"; host default if None
+
+    @field_validator("cc")
+    @classmethod
+    def _cc_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _CC_RE.match(value):
+            raise ValueError(f"invalid congestion control name {value!r}")
+        return value
+
+    @property
+    def window_bytes(self) -> Optional[int]:
+        return None if self.window is None else parse_size_bytes(self.window, "measure.tcp.window")
+
+
+class UdpOptions(_Strict):
+    """iperf3 UDP at a fixed offered rate: throughput, jitter, loss."""
+
+    duration_s: float = Field(5.0, gt=0, le=3600.0)
+    bitrate: RateText = "100Mbit"
+    size_bytes: Optional[int] = Field(None, ge=16, le=65_507)  # datagram payload; iperf3 default if None
+
+    @property
+    def bitrate_bps(self) -> int:
+        return parse_rate_bps(self.bitrate, "measure.udp.bitrate")
+
+
+class PathOptions(_Strict):
+    """Hop count (TTL-limited probes) and path MTU."""
+
+    max_hops: int = Field(30, ge=1, le=64)
+
+
+class SteadyOptions(_Strict):
+    """Time to steady throughput: first interval after which the rate stays within tolerance."""
+
+    tolerance_pct: float = Field(10.0, gt=0, le=100.0)
+
+
+#: step kind -> options model; the registry the runner dispatches on.
+STEP_OPTIONS: Dict[str, Type[_Strict]] = {
+    "ping": PingOptions,
+    "owd": OwdOptions,
+    "tcp": TcpOptions,
+    "udp": UdpOptions,
+    "path": PathOptions,
+    "steady": SteadyOptions,
+}
+
+
+class Measure(_Strict):
+    """The ordered measurement steps; a kind left out is not run."""
+
+    ping: Optional[PingOptions] = None
+    owd: Optional[OwdOptions] = None
+    tcp: Optional[TcpOptions] = None
+    udp: Optional[UdpOptions] = None
+    path: Optional[PathOptions] = None
+    steady: Optional[SteadyOptions] = None
+
+    _order: Tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            # "path:" with nothing after it means "run with defaults", not "skip".
+            return {kind: ({} if opts is None else opts) for kind, opts in data.items()}
+        return data
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_order(cls, data: Any, handler):
+        model = handler(data)
+        if isinstance(data, dict):
+            model._order = tuple(kind for kind in data if kind in STEP_OPTIONS)
+        if not model._order:
+            model._order = tuple(kind for kind in STEP_OPTIONS if getattr(model, kind) is not None)
+        if not model._order:
+            raise ValueError("at least one measurement step is needed: " + ", ".join(STEP_OPTIONS))
+        return model
+
+    def steps(self) -> List[Tuple[str, BaseModel]]:
+        """``[(kind, options), ...]`` in the order the scenario lists them."""
+        return [(kind, getattr(self, kind)) for kind in self._order]
+
+    def to_dict(self) -> Dict[str, Dict[str, Any]]:
+        return {kind: opts.model_dump(mode="json") for kind, opts in self.steps()}
+
+
+# ------------------------------------------------------------ the scenario
+
+
+class Endpoints(_Strict):
+    """The two hosts the measurements run between (names from the topology)."""
+
+    src: Name
+    dst: Name
+
+
+class FidelityOptions(_Strict):
+    """How far a measurement may stray from what the links were configured to do."""
+
+    rtt_tolerance_pct: float = Field(10.0, gt=0, le=1000.0)
+    throughput_tolerance_pct: float = Field(15.0, gt=0, le=1000.0)
+    jitter_tolerance_pct: float = Field(30.0, gt=0, le=1000.0)
+
+
+def _flatten_sysctls(value: Any) -> Any:
+    """Accept nested YAML (``net: {ipv4: {tcp_ecn: 1}}``) as dotted keys."""
+    if not isinstance(value, dict):
+        return value
+    flat: Dict[Any, Any] = {}
+
+    def walk(prefix: str, node: dict) -> None:
+        for key, item in node.items():
+            name = f"{prefix}.{key}" if prefix else key
+            if isinstance(item, dict) and isinstance(name, str):
+                walk(name, item)
+            elif name in flat:
+                raise ValueError(f"sysctl {name!r} is given twice")
+            else:
+                flat[name] = item
+
+    walk("", value)
+    return flat
+
+
+class Variant(_Strict):
+    """One arm of the comparison: its own topology parameters and link overrides."""
+
+    name: Name
+    description: StrictStr = ""
+    params: Dict[ParamKey, Plain] = Field(default_factory=dict)
+    links: Dict[Name, Plain] = Field(default_factory=dict)
+
+
+class Scenario(_Strict):
+    """A validated scenario; build it with :func:`load_scenario`."""
+
+    name: Name
+    description: StrictStr = ""
+    topology: Annotated[StrictStr, AfterValidator(_check_topology)]
+    params: Dict[ParamKey, Plain] = Field(default_factory=dict)
+    links: Dict[Name, Plain] = Field(default_factory=dict)
+    host_sysctls: Annotated[Dict[SysctlKey, SysctlValue], BeforeValidator(_flatten_sysctls)] = Field(
+        default_factory=dict
+    )
+    endpoints: Optional[Endpoints] = None
+    variants: List[Variant] = Field(min_length=1, max_length=32)
+    measure: Measure
+    repeats: int = Field(1, ge=1, le=100)
+    quick: Dict[DottedKey, Plain] = Field(default_factory=dict)
+    fidelity: FidelityOptions = Field(default_factory=FidelityOptions)
+
+    _source: Optional[str] = PrivateAttr(default=None)
+    _presets: Any = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Optional[str]:
+        """The file this scenario came from (None if built from a dict)."""
+        return self._source
+
+    def variant(self, which: Union["Variant", str, int]) -> "Variant":
+        """A variant by object, name or index."""
+        if isinstance(which, Variant):
+            return which
+        if isinstance(which, int) and not isinstance(which, bool):
+            if 0 <= which < len(self.variants):
+                return self.variants[which]
+        else:
+            for variant in self.variants:
+                if variant.name == which:
+                    return variant
+        known = ", ".join(v.name for v in self.variants)
+        raise InputError("variant", f"no variant {which!r} (known: {known})", source=self._source)
+
+    def variant_index(self, which: Union["Variant", str, int]) -> int:
+        variant = self.variant(which)
+        return next(i for i, v in enumerate(self.variants) if v.name == variant.name)
+
+    def variant_config(self, which: Union["Variant", str, int]) -> Dict[str, Any]:
+        """Shared settings merged with one variant's (the variant wins, key by key)."""
+        variant = self.variant(which)
+        return {
+            "name": variant.name,
+            "description": variant.description,
+            "topology": self.topology,
+            "params": {**self.params, **variant.params},
+            "links": {**self.links, **variant.links},
+            "host_sysctls": dict(self.host_sysctls),
+            "endpoints": None if self.endpoints is None else self.endpoints.model_dump(),
+        }
+
+    def param_field(self, which: Union["Variant", str, int], key: str) -> str:
+        """The dotted field a merged parameter came from, for error messages."""
+        index = self.variant_index(which)
+        if key in self.variants[index].params:
+            return f"variants.{index}.params.{key}"
+        return f"params.{key}"
+
+    def link_field(self, which: Union["Variant", str, int], link: str) -> str:
+        """The dotted field a merged link profile came from, for error messages."""
+        index = self.variant_index(which)
+        if link in self.variants[index].links:
+            return f"variants.{index}.links.{link}"
+        return f"links.{link}"
+
+    def variant_links(self, which: Union["Variant", str, int]) -> Dict[str, Any]:
+        """The variant's merged links resolved to ``LinkSpec`` objects."""
+        merged = self.variant_config(which)["links"]
+        return {
+            name: resolve_link(value, self.link_field(which, name), presets=self._presets, source=self._source)
+            for name, value in merged.items()
+        }
+
+    def steps(self) -> List[Tuple[str, BaseModel]]:
+        return self.measure.steps()
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-ready copy, recorded in results.json."""
+        data = self.model_dump(mode="json")
+        data["measure"] = self.measure.to_dict()
+        return data
+
+
+# ------------------------------------------------------------------ loading
+
+
+class _UniqueKeySafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate mapping keys."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
+    loader.flatten_mapping(node)
+    seen = set()
+    for key_node, _value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:  # unhashable key: let construct_mapping report it
+            break
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+            )
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeySafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_yaml(path: Union[str, Path]) -> Any:
+    """Parse a YAML file safely; errors become InputError with line and column."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError("scenario", "file not found", source=source) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("scenario", f"cannot read: {exc}", source=source) from exc
+    try:
+        return yaml.load(text, Loader=_UniqueKeySafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "yaml"
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise InputError(where, f"invalid YAML: {problem}", source=source) from exc
+    except yaml.YAMLError as exc:
+        raise InputError("yaml", f"invalid YAML: {str(exc).splitlines()[0]}", source=source) from exc
+
+
+def _dotted(loc: Sequence[Any]) -> str:
+    parts = [str(part) for part in loc if part != "[key]"]
+    return ".".join(parts) or "<top>"
+
+
+def _model_at(loc: Sequence[Any]) -> Optional[Type[BaseModel]]:
+    """The model class that owns the key at ``loc`` (best effort, for hints)."""
+    owners: Dict[Tuple[str, ...], Type[BaseModel]] = {
+        (): Scenario,
+        ("variants", "*"): Variant,
+        ("endpoints",): Endpoints,
+        ("measure",): Measure,
+        ("fidelity",): FidelityOptions,
+    }
+    owners.update({("measure", kind): model for kind, model in STEP_OPTIONS.items()})
+    key = tuple("*" if isinstance(part, int) else str(part) for part in loc)
+    return owners.get(key)
+
+
+def _message(error: Dict[str, Any]) -> str:
+    loc = error.get("loc", ())
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        owner = _model_at(loc[:-1])
+        bad = str(loc[-1]) if loc else "?"
+        if owner is Measure:
+            return f"unknown measurement step {bad!r} (known: {', '.join(STEP_OPTIONS)})"
+        if owner is not None:
+            known = list(owner.model_fields)
+            close = difflib.get_close_matches(bad, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return f"unknown key {bad!r} (known: {', '.join(known)}){hint}"
+        return f"unknown key {bad!r}"
+    if kind == "missing":
+        return "required field is missing"
+    message = str(error.get("msg", "invalid value"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    value = error.get("input")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        shown = repr(value)
+        message += f" (got {shown[:60]})"
+    return message
+
+
+def _translate(exc: ValidationError, source: Optional[str]) -> InputError:
+    errors = exc.errors()
+    first = errors[0]
+    message = _message(first).splitlines()[0]
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    return InputError(_dotted(first.get("loc", ())), message, source=source)
+
+
+def _check_links(scenario: Scenario, presets: Any, source: Optional[str]) -> None:
+    for name, value in scenario.links.items():
+        resolve_link(value, f"links.{name}", presets=presets, source=source)
+    for index, variant in enumerate(scenario.variants):
+        for name, value in variant.links.items():
+            resolve_link(value, f"variants.{index}.links.{name}", presets=presets, source=source)
+
+
+def _check_cross_fields(scenario: Scenario, topologies: Optional[Collection[str]], source: Optional[str]) -> None:
+    if topologies is not None and scenario.topology not in topologies:
+        known = ", ".join(sorted(topologies)) or "none"
+        raise InputError("topology", f"unknown topology {scenario.topology!r} (known: {known})", source=source)
+    first_index: Dict[str, int] = {}
+    for index, variant in enumerate(scenario.variants):
+        if variant.name in first_index:
+            raise InputError(
+                f"variants.{index}.name",
+                f"duplicate variant name {variant.name!r} (also variants.{first_index[variant.name]})",
+                source=source,
+            )
+        first_index[variant.name] = index
+    if scenario.endpoints is not None and scenario.endpoints.src == scenario.endpoints.dst:
+        raise InputError("endpoints.dst", "src and dst must be different hosts", source=source)
+
+
+def parse_scenario(
+    data: Any,
+    source: Optional[str] = None,
+    topologies: Optional[Collection[str]] = None,
+    presets: Any = None,
+) -> Scenario:
+    """Validate an already-parsed scenario document (a dict)."""
+    if not isinstance(data, dict):
+        raise InputError("<top>", "a scenario must be a YAML mapping", source=source)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise _translate(exc, source) from exc
+    _check_cross_fields(scenario, topologies, source)
+    if presets is None:
+        presets = load_presets()
+    _check_links(scenario, presets, source)
+    scenario._source = source
+    scenario._presets = presets
+    return scenario
+
+
+def _apply_quick(data: dict, source: str) -> dict:
+    quick = data.get("quick") or {}
+    if not isinstance(quick, dict):
+        raise InputError("quick", "must be a mapping of dotted keys to values", source=source)
+    result = apply_overrides(data, [], source=source)  # deep copy
+    for key, value in quick.items():
+        if not isinstance(key, str):
+            raise InputError(f"quick.{key}", "keys must be dotted strings", source=source)
+        try:
+            set_dotted(result, key, value, source=source)
+        except InputError as exc:
+            raise InputError(f"quick.{key}", exc.message, source=source) from exc
+    return result
+
+
+def load_scenario(
+    path: Union[str, Path],
+    overrides: Iterable[str] = (),
+    quick: bool = False,
+    topologies: Optional[Collection[str]] = None,
+    presets: Any = None,
+) -> Scenario:
+    """Read, override and validate a scenario file.
+
+    ``overrides`` are ``key=value`` items (``--set``), applied after the
+    ``quick:`` section when ``quick`` is true. ``topologies`` is the collection
+    of known topology names (None: not checked). ``presets`` defaults to
+    :func:`testbed.presets.load_presets`.
+    """
+    source = str(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise InputError("<top>", "a scenario file must be a YAML mapping", source=source)
+    overrides = list(overrides)
+    if presets is None:
+        presets = load_presets()
+    # --set first (it may edit the quick: section itself), then quick:, then
+    # --set again so that a --set item wins over a quick: item for the same key.
+    doc = apply_overrides(raw, overrides, source="--set")
+    quick_doc = apply_overrides(_apply_quick(doc, source), overrides, source="--set")
+    scenario = parse_scenario(quick_doc if quick else doc, source=source, topologies=topologies, presets=presets)
+    if not quick and scenario.quick:
+        # Validate the quick variant too, so a bad quick: section fails now.
+        try:
+            parse_scenario(quick_doc, source=source, topologies=topologies, presets=presets)
+        except InputError as exc:
+            raise InputError(exc.field, f"{exc.message} (with the quick: overrides)", source=source) from exc
+    return scenario
+
+
+def list_scenarios(directory: Union[str, Path]) -> List[Tuple[str, Path, str]]:
+    """``[(name, path, description), ...]`` for every ``*.yaml`` in ``directory``.
+
+    Light: reads only the name and description, so ``testbed list`` still lists a
+    file that does not validate (its description then says why it cannot load).
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    found: List[Tuple[str, Path, str]] = []
+    for path in sorted(list(root.glob("*.yaml")) + list(root.glob("*.yml"))):
+        try:
+            data = read_yaml(path)
+        except InputError as exc:
+            found.append((path.stem, path, f"(unreadable: {exc.field}: {exc.message})"))
+            continue
+        if not isinstance(data, dict):
+            found.append((path.stem, path, "(unreadable: not a mapping)"))
+            continue
+        name = data.get("name") if isinstance(data.get("name"), str) else path.stem
+        description = data.get("description") if isinstance(data.get("description"), str) else ""
+        found.append((name, path, description.strip().splitlines()[0] if description.strip() else ""))
+    return sorted(found, key=lambda item: item[0])

@@ -1,0 +1,252 @@
+"""report.md and the rich summary table, made from results alone."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from testbed import report as report_module
+from testbed import summary as summary_module
+from testbed.report import format_number, render_report, write_report
+from testbed.summary import print_summary, summary_table
+
+FIXTURE = Path(__file__).parent / "fixtures" / "results_sample.json"
+
+
+@pytest.fixture
+def sample() -> dict:
+    return json.loads(FIXTURE.read_text())
+
+
+def _row(markdown: str, label: str) -> list:
+    """Cells of the table row whose first cell is ``label``."""
+    for line in markdown.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == label:
+            return cells
+    raise AssertionError(f"no row {label!r} in report")
+
+
+def test_all_is_exported():
+    for module in (report_module, summary_module):
+        for name in module.__all__:
+            assert hasattr(module, name), name
+
+
+def test_header(sample):
+    text = render_report(sample, [])
+    assert text.startswith("# Scenario: direct-vs-transit\n")
+    assert "- **Complete:** yes" in text
+    assert "- **Delay backend:** userspace" in text
+    assert "- **Kernel:** 6.1.0-28-amd64" in text
+    assert "2025-01-31T12:00:00+00:00" in text and "2025-01-31T12:01:20+00:00" in text
+    assert "iperf3 3.12" in text
+    assert "`net.ipv4.tcp_rmem`" in text
+    assert "`measure.tcp.duration_s=8`" in text
+
+
+def test_incomplete_run_is_flagged(sample):
+    sample["complete"] = False
+    sample["variants"][1]["complete"] = False
+    text = render_report(sample, [])
+    assert "**NO:" in text
+    assert "- internet-transit: did not complete" in text
+
+
+def test_ratio_column_second_over_first(sample):
+    text = render_report(sample, [])
+    header = "| Metric | direct-interconnect | internet-transit | internet-transit / direct-interconnect |"
+    assert header in text
+    direct, transit = (v["ping"]["rtt_ms"]["mean"] for v in sample["variants"])
+    cells = _row(text, "RTT mean (ms)")
+    assert cells[1] == format_number(direct)
+    assert cells[2] == format_number(transit)
+    assert cells[3] == f"{transit / direct:.2f}x"
+    tcp = _row(text, "TCP throughput (Mbit/s)")
+    ratio = sample["variants"][1]["tcp"]["throughput_mbps"] / sample["variants"][0]["tcp"]["throughput_mbps"]
+    assert tcp[3] == f"{ratio:.2f}x"
+    assert float(tcp[3].rstrip("x")) < 1  # transit is slower
+    assert _row(text, "Ping loss (%)")[3] == "-"  # division by a zero loss
+
+
+def test_every_metric_group_is_reported(sample):
+    text = render_report(sample, [])
+    for label in (
+        "RTT p50 (ms)",
+        "RTT p99 (ms)",
+        "OWD forward mean (ms)",
+        "OWD reverse mean (ms)",
+        "Jitter forward (ms)",
+        "Jitter reverse (ms)",
+        "Loss forward (%)",
+        "TCP retransmits",
+        "Time to steady (s)",
+        "UDP jitter (ms)",
+        "UDP loss (%)",
+        "Router hops",
+        "Path MTU (bytes)",
+    ):
+        cells = _row(text, label)
+        assert cells[1] != "-" and cells[2] != "-", label
+    assert _row(text, "Path MTU (bytes)")[1:3] == ["9000", "1500"]
+    assert _row(text, "TCP retransmits")[1:3] == ["3", "214"]
+
+
+def test_fidelity_table(sample):
+    text = render_report(sample, [])
+    assert "## Fidelity" in text
+    assert "### direct-interconnect: pass" in text
+    assert "### internet-transit: **FAIL**" in text
+    assert "| Metric | Configured | Measured | Tolerance | Verdict | Note |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| throughput_mbps |")]
+    assert len(rows) == 2
+    assert "| 1000 |" in rows[1] and "| 15% |" in rows[1] and "**FAIL**" in rows[1]
+    assert "**WARN**" in text
+
+
+def test_errors_and_emulator_sections(sample):
+    sample["errors"] = ["interrupted by SIGINT"]
+    text = render_report(sample, [])
+    assert "## Errors" in text
+    assert "- run: interrupted by SIGINT" in text
+    assert "- internet-transit: udp: iperf3 reported 2 datagrams out of order" in text
+    assert "## Emulator (userspace delay lines)" in text
+    assert "| internet-transit | t1 | transit-hop | forward | 301201 | 291 |" in text
+
+
+def test_no_errors_section_when_clean(sample):
+    for variant in sample["variants"]:
+        variant["errors"] = []
+    assert "## Errors" not in render_report(sample, [])
+
+
+def test_plot_links_relative_to_the_report(sample, tmp_path):
+    plots = [tmp_path / "rtt_cdf.png", tmp_path / "plots" / "throughput.png"]
+    text = render_report(sample, plots, base_dir=tmp_path)
+    assert "![rtt cdf](rtt_cdf.png)" in text
+    assert "![throughput](plots/throughput.png)" in text
+    assert "## Plots" not in render_report(sample, [])
+    assert "![owd histogram](owd_histogram.png)" in render_report(sample, ["owd_histogram.png"])
+
+
+def test_missing_sections_print_a_dash(sample):
+    direct = sample["variants"][0]
+    del direct["tcp"]
+    sample["variants"][1]["udp"] = None
+    del direct["owd"]["reverse"]
+    text = render_report(sample, [])
+    assert _row(text, "TCP throughput (Mbit/s)")[1] == "-"
+    assert _row(text, "TCP throughput (Mbit/s)")[3] == "-"
+    assert _row(text, "UDP jitter (ms)")[2] == "-"
+    assert _row(text, "OWD reverse mean (ms)")[1] == "-"
+    assert _row(text, "RTT mean (ms)")[1] != "-"
+
+
+def test_owd_without_directions_falls_back_to_top_level(sample):
+    for variant in sample["variants"]:
+        variant["owd"].pop("forward")
+    text = render_report(sample, [])
+    top = sample["variants"][1]["owd"]["one_way_delay_ms"]["mean"]
+    assert _row(text, "OWD forward mean (ms)")[2] == format_number(top)
+
+
+def test_minimal_document_renders():
+    doc = {"schema": "testbed.results/1", "scenario": "x", "complete": False, "variants": []}
+    text = render_report(doc, [])
+    assert "# Scenario: x" in text and "No variant produced results." in text
+    assert "| Metric |" not in text
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_ratio_column_only_for_two_variants(sample, count):
+    variants = sample["variants"]
+    extra = copy.deepcopy(variants[1])
+    extra["name"] = "vpn"
+    sample["variants"] = (variants + [extra])[:count]
+    text = render_report(sample, [])
+    header = next(line for line in text.splitlines() if line.startswith("| Metric | direct"))
+    assert " / " not in header
+    assert header.count("|") == count + 2
+
+
+def test_table_cells_are_escaped(sample):
+    sample["variants"][1]["fidelity"]["checks"][0]["detail"] = "a | b\nc"
+    text = render_report(sample, [])
+    assert "a \\| b c" in text
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (None, "-"),
+        (float("nan"), "-"),
+        (True, "yes"),
+        (3, "3"),
+        (0.0, "0"),
+        (1759.4, "1759"),
+        (42.575, "42.6"),
+        (2.0, "2.00"),
+        (0.0351, "0.0351"),
+        ("cubic", "cubic"),
+    ],
+)
+def test_format_number(value, text):
+    assert format_number(value) == text
+
+
+def test_write_report(sample, tmp_path):
+    target = write_report(sample, [tmp_path / "rtt_cdf.png"], tmp_path / "report.md")
+    text = target.read_text()
+    assert text == render_report(sample, ["rtt_cdf.png"])
+    assert text.endswith("\n") and not text.endswith("\n\n")
+
+
+# ------------------------------------------------------------------ summary
+
+
+def _console() -> Console:
+    return Console(record=True, width=140, color_system=None)
+
+
+def test_summary_table_rows(sample):
+    table = summary_table(sample)
+    assert table.row_count == 2
+    headers = [str(column.header) for column in table.columns]
+    assert headers == ["Variant", "RTT ms", "Jitter ms", "Loss %", "TCP Mbit/s", "Hops", "PMTU B", "Fidelity"]
+    direct_cells = [list(column.cells)[0] for column in table.columns]
+    transit_cells = [list(column.cells)[1] for column in table.columns]
+    assert direct_cells[0] == "direct-interconnect"
+    assert direct_cells[1] == format_number(sample["variants"][0]["ping"]["rtt_ms"]["mean"])
+    assert direct_cells[6] == "9000"
+    assert "pass" in direct_cells[7]
+    assert transit_cells[4] == format_number(sample["variants"][1]["tcp"]["throughput_mbps"])
+    assert "fail" in transit_cells[7]
+
+
+def test_print_summary(sample):
+    console = _console()
+    print_summary(sample, console=console)
+    out = console.export_text()
+    assert "direct-interconnect" in out and "internet-transit" in out
+    assert re.search(r"internet-transit\s+42\.6\s", out)
+    assert "1 error(s) recorded" in out
+    assert "INCOMPLETE" not in out
+
+
+def test_summary_marks_incomplete_and_missing(sample):
+    sample["complete"] = False
+    sample["variants"][0]["complete"] = False
+    del sample["variants"][0]["tcp"]
+    sample["variants"][0]["fidelity"] = None
+    console = _console()
+    print_summary(sample, console=console)
+    out = console.export_text()
+    assert "INCOMPLETE" in out
+    assert "direct-interconnect (incomplete)" in out
+    row = next(line for line in out.splitlines() if "direct-interconnect" in line)
+    assert row.split()[-1] == "-"  # no fidelity verdict
