@@ -1,0 +1,1 @@
+"""Shipped scenario files (YAML), installed as package data."""

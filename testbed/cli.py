@@ -1,0 +1,244 @@
+"""The ``testbed`` command line.
+
+Exit codes (PRODUCT.md): 0 success; 1 a run or a fidelity verdict failed;
+2 bad input, with one line naming the field; 3 the environment cannot run it,
+with a fix hint. Bad input never produces a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import List, Optional
+
+from testbed import __version__
+from testbed.errors import InputError, TestbedError
+
+__all__ = ["main", "build_parser"]
+
+LAB_SETTINGS = ("block", "backend", "seed")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line with exit code 2."""
+
+    def error(self, message: str) -> None:  # pragma: no cover - exercised via main
+        raise InputError("usage", message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="testbed", description="Emulated clouds joined by direct interconnects "
+                "or internet transit, measured for real.")
+    p.add_argument("--version", action="version", version=f"testbed {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    d = sub.add_parser("doctor", help="what this machine can do, and which delay backend runs")
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+
+    r = sub.add_parser("run", help="run a scenario (default: the flagship direct-vs-transit)")
+    r.add_argument("scenario", nargs="?", help="scenario file or shipped scenario name")
+    r.add_argument("--out", help="output directory (default: results/<scenario>-<time>)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any scenario field, e.g. links.direct.delay=2ms")
+    r.add_argument("--quick", action="store_true", help="shorter measurements (the scenario's quick: block)")
+
+    u = sub.add_parser("up", help="bring a lab up and leave it running")
+    u.add_argument("topology", help="topology name (see 'testbed list')")
+    u.add_argument("--name", default="lab1", help="lab name (default lab1)")
+    u.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="LINK.FIELD=VALUE (link profile), PARAM=VALUE (topology parameter), "
+                        "block=CIDR, backend=auto|netem|userspace")
+
+    e = sub.add_parser("exec", help="run a command on a lab host: testbed exec LAB HOST -- CMD ...")
+    e.add_argument("lab")
+    e.add_argument("host")
+    e.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments (after --)")
+
+    s = sub.add_parser("status", help="labs that are up, their health and guard counters")
+    s.add_argument("lab", nargs="?")
+    s.add_argument("--json", action="store_true")
+
+    dn = sub.add_parser("down", help="take a lab down, removing everything it made")
+    dn.add_argument("lab")
+
+    c = sub.add_parser("clean", help="remove labs left by killed runs (or one lab, or --all)")
+    c.add_argument("lab", nargs="?")
+    c.add_argument("--all", action="store_true", help="also remove persistent labs from 'up'")
+
+    sub.add_parser("list", help="topologies, link presets and scenarios available")
+    return p
+
+
+# -- commands ---------------------------------------------------------------
+
+def _cmd_doctor(args) -> int:
+    from testbed import doctor
+
+    report = doctor.probe()
+    if args.json:
+        print(json.dumps(report, indent=1, sort_keys=True))
+    else:
+        print(doctor.render(report))
+    problems = doctor.problems(report)
+    return problems[0].exit_code if problems else 0
+
+
+def _split_up_overrides(topology: str, overrides: List[str]):
+    from testbed.overrides import apply_overrides
+    from testbed.topologies import topology_params
+
+    data = apply_overrides({}, overrides, source="--set")
+    params_allowed = topology_params(topology)
+    settings, params, links = {}, {}, {}
+    for key, value in data.items():
+        if key in LAB_SETTINGS:
+            settings[key] = value
+        elif key in params_allowed:
+            params[key] = value
+        elif isinstance(value, dict):
+            links[key] = value
+        else:
+            raise InputError(
+                key, f"not a lab setting ({', '.join(LAB_SETTINGS)}), a parameter of "
+                f"{topology!r} ({', '.join(params_allowed) or 'none'}) or LINK.FIELD",
+                source="--set")
+    return settings, params, links
+
+
+def _cmd_up(args) -> int:
+    from testbed.lab.lab import Lab
+
+    settings, params, links = _split_up_overrides(args.topology, args.overrides)
+    lab = Lab.create(args.topology, args.name, params=params, links=links,
+                     block=settings.get("block"), backend=str(settings.get("backend", "auto")),
+                     seed=int(settings.get("seed", 0)))
+    print(f"lab {lab.name} up: {len(lab.node_names())} nodes, block {lab.block}, "
+          f"delay backend {lab.backend}")
+    for host in lab.hosts():
+        print(f"  {host.name:<10} {host.ip}")
+    print(f"try: testbed exec {lab.name} {lab.hosts()[0].name} -- ping -c 3 {lab.hosts()[-1].ip}")
+    return 0
+
+
+def _cmd_exec(args) -> int:
+    from testbed.lab.lab import Lab, require_root
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise InputError("cmd", "give a command after --, e.g. testbed exec lab1 h1 -- ping -c 3 h2")
+    require_root()
+    node = Lab.attach(args.lab).node(args.host)
+    sys.stdout.flush()
+    os.execvp("ip", node.argv(cmd))
+    return 0  # not reached
+
+
+def _cmd_status(args) -> int:
+    from testbed.lab import state, teardown
+    from testbed.lab.lab import Lab, require_root
+
+    require_root()
+    names = [args.lab] if args.lab else list(state.lab_names())
+    rows = [Lab.attach(n).status() for n in names if state.read_state(n)]
+    orphans = teardown.orphan_labs()
+    if args.json:
+        print(json.dumps({"labs": rows, "orphans": orphans}, indent=1))
+        return 0
+    if not rows:
+        print("no labs are up")
+    for row in rows:
+        owner = "persistent" if not row["owner"] else (
+            f"run pid {row['owner']['pid']}" + ("" if row["owner_alive"] else " (gone: stale)"))
+        health = "healthy" if row["healthy"] else "BROKEN"
+        lines = ", ".join(f"{d['netns'].rsplit('.', 1)[-1]}{'' if d['alive'] else ' DEAD'}"
+                          for d in row["delay_lines"]) or "none"
+        print(f"{row['lab']}: {row['topology']}, {row['nodes']} nodes, {row['block']}, "
+              f"{row['backend']} backend, {health}, {owner}")
+        print(f"  delay lines: {lines}; guard dropped {row['guard_dropped_packets']} packets")
+    if orphans:
+        print(f"leftovers without state: {', '.join(orphans)} (remove with 'testbed clean')")
+    return 0
+
+
+def _cmd_down(args) -> int:
+    from testbed.lab.lab import Lab, require_root
+
+    require_root()
+    done = Lab.attach(args.lab).destroy()
+    print(f"lab {args.lab} down: removed {done['namespaces']} namespaces, "
+          f"{done['processes']} processes")
+    return 0
+
+
+def _cmd_clean(args) -> int:
+    from testbed.lab import state, teardown
+    from testbed.lab.lab import require_root
+    from testbed.lab.naming import check_lab_name
+
+    require_root()
+    if args.lab:
+        targets = [check_lab_name(args.lab, "lab")]
+    else:
+        targets = [n for n in state.lab_names()
+                   if args.all or not teardown.owner_alive(state.read_state(n))
+                   or state.read_state(n) is None]
+        targets += teardown.orphan_labs()
+    for lab in targets:
+        done = teardown.teardown(lab)
+        print(f"removed lab {lab}: {done['namespaces']} namespaces, {done['processes']} processes")
+    if not targets:
+        print("nothing to clean")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from testbed.presets import load_presets
+    from testbed.scenario import list_scenarios
+    from testbed.topologies import TOPOLOGIES, describe, topology_params
+    from testbed.runner import scenarios_dir
+
+    print("topologies:")
+    for name in sorted(TOPOLOGIES):
+        params = ", ".join(f"{k}={v!r}" for k, v in topology_params(name).items())
+        print(f"  {name:<14} {describe(name)}" + (f"\n  {'':<14} params: {params}" if params else ""))
+    print("link presets:")
+    for name, preset in sorted(load_presets().items()):
+        fields = ", ".join(f"{k}={v}" for k, v in preset.items() if k != "description")
+        print(f"  {name:<20} {fields}")
+    print("scenarios:")
+    for name, path, description in list_scenarios(scenarios_dir()):
+        print(f"  {name:<20} {description}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from testbed.runner import run_scenario_cli
+
+    return run_scenario_cli(args.scenario, args.out, args.overrides, args.quick)
+
+
+COMMANDS = {
+    "doctor": _cmd_doctor, "run": _cmd_run, "up": _cmd_up, "exec": _cmd_exec,
+    "status": _cmd_status, "down": _cmd_down, "clean": _cmd_clean, "list": _cmd_list,
+}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except TestbedError as exc:
+        sys.stderr.write(f"testbed: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("testbed: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

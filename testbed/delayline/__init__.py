@@ -1,0 +1,1 @@
+"""The userspace delay line (NFQUEUE), used where the kernel has no netem."""

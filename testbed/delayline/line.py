@@ -1,0 +1,288 @@
+"""The userspace delay line: NFQUEUE queues held and released on time.
+
+One process per lab namespace serves every impaired ingress interface of that
+namespace, one NFQUEUE queue per (link, direction). For each packet it draws
+loss (verdict drop at once) or a delay; the packet is held (its verdict
+deferred) until ``arrival + delay`` and then accepted. Arrival is the kernel's
+receive timestamp when the kernel gives one, converted to the monotonic clock,
+so time spent before the line saw the packet is not added again.
+
+Order: each queue is a FIFO -- a packet is never released before the one in
+front of it (``release = max(arrival + delay, previous release)``), so jitter
+does not reorder a flow. Only ``reorder_pct`` of packets skip the FIFO
+(released at their own time into a side heap), as asked.
+
+The queue bound is the NFQUEUE queue length (``max_len``, sized from the BDP
+by the parent): the kernel drops and counts (``queue_dropped``) beyond it.
+
+Timing: the loop sleeps in ``select`` until shortly before the next release
+and spins for the last stretch; the sleep's lead adapts to the wake-up
+overshoot measured on this machine. Lateness (actual minus due release time)
+of every packet is recorded and reported.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import heapq
+import json
+import math
+import os
+import random
+import select
+import signal
+import socket
+import time
+from typing import Dict, List, Optional
+
+from netfilterqueue import COPY_META, COPY_PACKET, NetfilterQueue
+
+from testbed.delayline.sampling import Bernoulli, DelaySampler, make_loss
+
+__all__ = ["DelayLine", "QueueState", "run_from_config"]
+
+PR_SET_TIMERSLACK = 29
+STATS_PERIOD_S = 0.5
+LATE_WINDOW = 20_000  # lateness samples kept for percentiles
+LEAD_MIN_S = 300e-6
+LEAD_MAX_S = 1e-3
+IDLE_WAIT_S = 0.25
+MAX_TIMESTAMP_AGE_S = 0.005
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+class QueueState:
+    """One NFQUEUE queue: one direction of one link."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.num = int(cfg["queue_num"])
+        prof = cfg["profile"]
+        rng = random.Random(cfg.get("seed"))
+        self.delay = DelaySampler(
+            prof.get("delay_ms", 0.0), prof.get("jitter_ms", 0.0),
+            prof.get("jitter_distribution", "normal"), prof.get("correlation_pct", 0.0), rng,
+        )
+        self.lose = make_loss(prof.get("loss_model", "random"), prof.get("loss_pct", 0.0),
+                              prof.get("ge"), rng)
+        self.duplicate = Bernoulli(prof.get("duplicate_pct", 0.0), rng)
+        self.corrupt = Bernoulli(prof.get("corrupt_pct", 0.0), rng)
+        self.reorder = Bernoulli(prof.get("reorder_pct", 0.0), rng)
+        self.rng = rng
+        self.needs_payload = bool(prof.get("duplicate_pct") or prof.get("corrupt_pct"))
+        self.fifo: collections.deque = collections.deque()  # (due, seq, pkt, dup)
+        self.side: List[tuple] = []  # heap of reordered packets
+        self.last_due = 0.0
+        self.seq = 0
+        self.counters = dict(received=0, accepted=0, dropped_loss=0, duplicated=0,
+                             corrupted=0, reordered=0, held_max=0, kernel_ts=0)
+        self.late_s: collections.deque = collections.deque(maxlen=LATE_WINDOW)
+        self.nfq: Optional[NetfilterQueue] = None
+
+    def head_due(self) -> float:
+        due = math.inf
+        if self.fifo:
+            due = self.fifo[0][0]
+        if self.side and self.side[0][0] < due:
+            due = self.side[0][0]
+        return due
+
+    def held(self) -> int:
+        return len(self.fifo) + len(self.side)
+
+
+class DelayLine:
+    def __init__(self, config: dict):
+        self.config = config
+        self.queues = [QueueState(q) for q in config["queues"]]
+        self.stats_path = config["stats_path"]
+        self.running = True
+        self.lead_s = 200e-6
+        self.raw: Optional[socket.socket] = None
+        self.started = time.monotonic()
+        self.wall_offset = time.time() - time.monotonic()
+        self.errors: List[str] = []
+
+    # -- packet arrival -------------------------------------------------
+    def _callback(self, q: QueueState):
+        def on_packet(pkt) -> None:
+            now = time.monotonic()
+            arrival = now
+            ts = pkt.get_timestamp()
+            if ts:
+                # Kernel receive time (wall clock) -> monotonic. Only trusted when
+                # plausible: a forwarded skb may carry a sender's departure time
+                # in another clock base (EDT/mono delivery time), not its arrival.
+                age = now + self.wall_offset - ts
+                if 0.0 <= age < MAX_TIMESTAMP_AGE_S:
+                    arrival = now - age
+                    q.counters["kernel_ts"] += 1
+            c = q.counters
+            c["received"] += 1
+            if q.lose():
+                c["dropped_loss"] += 1
+                pkt.drop()
+                return
+            dup = q.duplicate()
+            if q.corrupt():
+                self._corrupt(pkt, q)
+                c["corrupted"] += 1
+            if dup:
+                pkt.retain()
+            due = arrival + q.delay.sample() / 1000.0
+            q.seq += 1
+            if q.reorder():
+                c["reordered"] += 1
+                heapq.heappush(q.side, (due, q.seq, pkt, dup))
+            else:
+                due = max(due, q.last_due)
+                q.last_due = due
+                q.fifo.append((due, q.seq, pkt, dup))
+            held = q.held()
+            if held > c["held_max"]:
+                c["held_max"] = held
+        return on_packet
+
+    def _corrupt(self, pkt, q: QueueState) -> None:
+        data = bytearray(pkt.get_payload())
+        ihl = (data[0] & 0x0F) * 4 if data else 0
+        if len(data) <= ihl:
+            return
+        pos = q.rng.randrange(ihl, len(data))
+        data[pos] ^= 1 << q.rng.randrange(8)
+        pkt.set_payload(bytes(data))
+
+    # -- release --------------------------------------------------------
+    def _release_due(self, now: float) -> None:
+        for q in self.queues:
+            while q.fifo and q.fifo[0][0] <= now:
+                self._release(q, q.fifo.popleft(), now)
+            while q.side and q.side[0][0] <= now:
+                self._release(q, heapq.heappop(q.side), now)
+
+    def _release(self, q: QueueState, item: tuple, now: float) -> None:
+        due, _seq, pkt, dup = item
+        payload = pkt.get_payload() if dup else None
+        pkt.accept()
+        q.counters["accepted"] += 1
+        q.late_s.append(time.monotonic() - due)
+        if dup and payload:
+            self._inject(payload)
+            q.counters["duplicated"] += 1
+
+    def _inject(self, payload: bytes) -> None:
+        """Send a copy of an IPv4 packet on from this namespace (duplicate)."""
+        if self.raw is None:
+            self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        dst = socket.inet_ntoa(payload[16:20])
+        try:
+            self.raw.sendto(payload, (dst, 0))
+        except OSError as exc:
+            self.errors.append(f"duplicate to {dst}: {exc}")
+
+    # -- stats ----------------------------------------------------------
+    def _queue_drops(self) -> Dict[int, int]:
+        drops: Dict[int, int] = {}
+        try:
+            with open("/proc/net/netfilter/nfnetlink_queue") as fh:
+                for line in fh:
+                    f = line.split()
+                    if len(f) >= 7:
+                        drops[int(f[0])] = int(f[5]) + int(f[6])
+        except OSError:
+            pass
+        return drops
+
+    def write_stats(self, ready: bool = True, final: bool = False) -> None:
+        drops = self._queue_drops()
+        out = []
+        for q in self.queues:
+            late = sorted(q.late_s)
+            n = len(late)
+
+            def pct(p: float) -> Optional[float]:
+                return round(late[min(n - 1, int(p * n))] * 1000.0, 4) if n else None
+
+            out.append(dict(
+                queue_num=q.num, link=q.cfg.get("link"), direction=q.cfg.get("direction"),
+                ifname=q.cfg.get("ifname"), held=q.held(),
+                dropped_queue=drops.get(q.num, 0), **q.counters,
+                late_ms={"p50": pct(0.5), "p99": pct(0.99),
+                         "max": round(late[-1] * 1000.0, 4) if n else None, "samples": n},
+            ))
+        doc = dict(pid=os.getpid(), ready=ready, final=final,
+                   uptime_s=round(time.monotonic() - self.started, 3),
+                   cpu_s=round(sum(os.times()[:2]), 3), lead_us=round(self.lead_s * 1e6, 1),
+                   errors=self.errors[-10:], queues=out)
+        tmp = f"{self.stats_path}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(doc, fh)
+        os.replace(tmp, self.stats_path)
+
+    # -- main loop ------------------------------------------------------
+    def bind(self) -> None:
+        for q in self.queues:
+            nfq = NetfilterQueue()
+            mode = COPY_PACKET if q.needs_payload else COPY_META
+            nfq.bind(q.num, self._callback(q), max_len=int(q.cfg.get("max_len", 10_000)),
+                     mode=mode, range=65535, sock_len=8 * 1024 * 1024)
+            q.nfq = nfq
+
+    def stop(self, *_args) -> None:
+        self.running = False
+
+    def run(self) -> None:
+        try:
+            ctypes.CDLL(None).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        # A socket asking for receive timestamps makes the kernel stamp every
+        # received skb on arrival, so queued packets carry their true arrival
+        # time (NFQA_TIMESTAMP) instead of the moment this process woke up.
+        self._ts_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._ts_sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.bind()
+        fds = {q.nfq.get_fd(): q for q in self.queues}
+        fd_list = list(fds)
+        self.write_stats(ready=True)
+        next_stats = time.monotonic() + STATS_PERIOD_S
+        try:
+            while self.running:
+                now = time.monotonic()
+                self._release_due(now)
+                due = min((q.head_due() for q in self.queues), default=math.inf)
+                now = time.monotonic()
+                if due == math.inf:
+                    timeout = IDLE_WAIT_S
+                else:
+                    timeout = due - now - self.lead_s
+                    if timeout <= 0:
+                        timeout = 0.0  # spin: poll without sleeping
+                # select, not epoll: epoll rounds its timeout up to whole milliseconds
+                ready, _, _ = select.select(fd_list, [], [], timeout)
+                woke = time.monotonic()
+                if timeout > 0 and not ready:
+                    # adapt the lead to the measured wake-up overshoot
+                    over = (woke - now) - timeout
+                    self.lead_s = min(LEAD_MAX_S, max(LEAD_MIN_S, 0.9 * self.lead_s + 0.1 * (over + 100e-6)))
+                for fd in ready:
+                    fds[fd].nfq.run(block=False)
+                if woke >= next_stats:
+                    self.write_stats()
+                    next_stats = woke + STATS_PERIOD_S
+        finally:
+            self.write_stats(final=True)
+            for q in self.queues:
+                if q.nfq is not None:
+                    q.nfq.unbind()
+
+
+def run_from_config(path: str) -> int:
+    with open(path) as fh:
+        config = json.load(fh)
+    line = DelayLine(config)
+    signal.signal(signal.SIGTERM, line.stop)
+    signal.signal(signal.SIGINT, line.stop)
+    line.run()
+    return 0

@@ -1,0 +1,209 @@
+"""The kernel layer: make (and unmake) a lab's namespaces, links, addresses, routes.
+
+Executes a :class:`~testbed.lab.plan.LabPlan` through netlink (pyroute2).
+Nothing is ever created in the root namespace: each veth pair is created with
+both ends placed directly in their node namespaces, and switches are Linux
+bridges inside their own lab-owned namespace, so bridged lab frames never
+cross the root namespace's iptables (br_netfilter) and the root's sysctls are
+never touched. Per-namespace sysctls (forwarding on routers, IPv6 off, host
+TCP settings) are set inside each namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Mapping
+
+from pyroute2 import IPRoute, NetNS, netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from testbed.errors import EnvironmentProblem, KernelError
+from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan, LinkPlan, NodePlan
+
+__all__ = [
+    "open_ns",
+    "create_namespaces",
+    "create_links",
+    "all_namespaces",
+    "configure_wire",
+    "wire_sysctls",
+    "configure_nodes",
+    "set_sysctls",
+    "remove_namespace",
+    "list_namespaces",
+]
+
+BRIDGE = "br0"
+BR_NF_SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+SYSCTL_TIMEOUT_S = 10
+
+
+@contextmanager
+def open_ns(name: str) -> Iterator[NetNS]:
+    """A netlink socket inside namespace ``name``."""
+    try:
+        ns = NetNS(name)
+    except (OSError, NetlinkError) as exc:
+        raise KernelError(f"cannot open namespace {name}: {exc}",
+                          getattr(exc, "code", None) or getattr(exc, "errno", None)) from exc
+    try:
+        yield ns
+    finally:
+        ns.close()
+
+
+def _kernel(what: str, exc: Exception) -> KernelError:
+    code = getattr(exc, "code", None) or getattr(exc, "errno", None)
+    return KernelError(f"{what}: {exc}", code)
+
+
+def list_namespaces() -> list:
+    return sorted(netns.listnetns())
+
+
+def all_namespaces(plan: LabPlan) -> List[str]:
+    return [n.netns for n in plan.nodes.values()] + [l.wire for l in plan.links if l.wire]
+
+
+def create_namespaces(plan: LabPlan) -> None:
+    existing = set(netns.listnetns())
+    for name in all_namespaces(plan):
+        if name in existing:
+            raise KernelError(f"namespace {name} already exists (a leftover? run 'testbed clean')")
+        try:
+            netns.create(name)
+        except OSError as exc:
+            raise _kernel(f"creating namespace {name}", exc) from exc
+
+
+def _veth(ipr: IPRoute, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+    try:
+        ipr.link("add", ifname=if_a, kind="veth", net_ns_fd=ns_a,
+                 peer={"ifname": if_b, "net_ns_fd": ns_b})
+    except NetlinkError as exc:
+        raise _kernel(f"creating veth {ns_a}:{if_a} <-> {ns_b}:{if_b}", exc) from exc
+
+
+def create_links(plan: LabPlan) -> None:
+    """Create every veth pair with both ends born inside their namespaces.
+
+    A shaped link is two veths: node a <-> wire port-a, wire port-b <-> node b.
+    """
+    with IPRoute() as ipr:
+        for link in plan.links:
+            a = plan.nodes[link.a].netns
+            b = plan.nodes[link.b].netns
+            if link.wire:
+                _veth(ipr, a, link.a_intf, link.wire, WIRE_PORT_A)
+                _veth(ipr, link.wire, WIRE_PORT_B, b, link.b_intf)
+            else:
+                _veth(ipr, a, link.a_intf, b, link.b_intf)
+
+
+def configure_wire(link: LinkPlan) -> None:
+    """A wire is a two-port bridge; it has no address and forwards nothing else."""
+    with open_ns(link.wire) as ns:
+        try:
+            lo = ns.link_lookup(ifname="lo")[0]
+            ns.link("set", index=lo, state="up")
+            ns.link("add", ifname=BRIDGE, kind="bridge")
+            bridge = ns.link_lookup(ifname=BRIDGE)[0]
+            for port in (WIRE_PORT_A, WIRE_PORT_B):
+                idx = ns.link_lookup(ifname=port)[0]
+                ns.link("set", index=idx, mtu=link.mtu, master=bridge)
+                ns.link("set", index=idx, state="up")
+            ns.link("set", index=bridge, mtu=link.mtu, state="up")
+        except NetlinkError as exc:
+            raise _kernel(f"configuring wire of link {link.name} ({link.wire})", exc) from exc
+
+
+def _configure_node(node: NodePlan) -> None:
+    with open_ns(node.netns) as ns:
+        try:
+            lo = ns.link_lookup(ifname="lo")[0]
+            ns.link("set", index=lo, state="up")
+            bridge = None
+            if node.role == "switch":
+                ns.link("add", ifname=BRIDGE, kind="bridge")
+                bridge = ns.link_lookup(ifname=BRIDGE)[0]
+            for intf in node.intfs:
+                idx = ns.link_lookup(ifname=intf.name)[0]
+                ns.link("set", index=idx, mtu=intf.mtu)
+                if bridge is not None:
+                    ns.link("set", index=idx, master=bridge)
+                if intf.address:
+                    addr, prefix = intf.address.split("/")
+                    ns.addr("add", index=idx, address=addr, prefixlen=int(prefix))
+                ns.link("set", index=idx, state="up")
+            if bridge is not None:
+                mtu = min((i.mtu for i in node.intfs), default=1500)
+                ns.link("set", index=bridge, mtu=mtu, state="up")
+            for subnet, via in node.routes:
+                ns.route("add", dst=subnet, gateway=via)
+        except NetlinkError as exc:
+            raise _kernel(f"configuring {node.name} ({node.netns})", exc) from exc
+
+
+def configure_nodes(plan: LabPlan) -> None:
+    for node in plan.nodes.values():
+        _configure_node(node)
+    for link in plan.links:
+        if link.wire:
+            configure_wire(link)
+
+
+def set_sysctls(netns_name: str, values: Mapping[str, str]) -> None:
+    """Set sysctls inside one namespace (per-namespace keys only)."""
+    if not values:
+        return
+    argv = ["ip", "netns", "exec", netns_name, "sysctl", "-q", "-w"]
+    argv += [f"{k}={v}" for k, v in values.items()]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=SYSCTL_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise KernelError(f"sysctl in {netns_name} timed out") from exc
+    if proc.returncode != 0:
+        raise KernelError(f"sysctl in {netns_name} failed: {proc.stderr.strip()}")
+
+
+def node_sysctls(node: NodePlan, host_sysctls: Mapping[str, str]) -> Dict[str, str]:
+    """The sysctls a node gets: IPv6 off everywhere, forwarding on routers."""
+    values = {
+        "net.ipv6.conf.all.disable_ipv6": "1",
+        "net.ipv6.conf.default.disable_ipv6": "1",
+    }
+    if node.role == "router":
+        values["net.ipv4.ip_forward"] = "1"
+        # Routers answer with ICMP errors (TTL exceeded, frag needed) at full rate.
+        values["net.ipv4.icmp_ratelimit"] = "0"
+    if node.role == "host":
+        values.update(host_sysctls)
+    return values
+
+
+def wire_sysctls(link: LinkPlan, userspace: bool) -> Dict[str, str]:
+    """Bridged frames reach iptables (for NFQUEUE) only where a delay line needs them."""
+    needs = userspace and (link.spec.forward.has_impairment or link.spec.reverse.has_impairment)
+    values = {
+        "net.ipv6.conf.all.disable_ipv6": "1",
+        "net.ipv6.conf.default.disable_ipv6": "1",
+    }
+    if os.path.exists(BR_NF_SYSCTL):
+        values["net.bridge.bridge-nf-call-iptables"] = "1" if needs else "0"
+    elif needs:
+        raise EnvironmentProblem(
+            "the userspace delay line needs br_netfilter (bridged frames must reach iptables)",
+            "modprobe br_netfilter (see 'testbed doctor')",
+        )
+    return values
+
+
+def remove_namespace(name: str) -> None:
+    try:
+        netns.remove(name)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise _kernel(f"removing namespace {name}", exc) from exc

@@ -1,0 +1,82 @@
+"""The root-namespace guard: nothing addressed to a lab leaves the machine.
+
+While a lab is up, the root namespace has a chain ``TB-<lab>`` that drops and
+counts every packet addressed to the lab's block, hooked into OUTPUT (sent by
+root-namespace processes) and FORWARD (routed through the root namespace). The
+lab itself never touches the root namespace (its bridges live in lab-owned
+namespaces), so the guard cannot drop lab traffic; it only catches commands
+that went to the wrong place, and ``testbed status`` shows the count.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import List, Optional
+
+from testbed.errors import EnvironmentProblem, KernelError
+from testbed.lab.naming import guard_chain
+
+__all__ = ["install", "remove", "dropped", "chains"]
+
+TIMEOUT_S = 15
+HOOKS = ("OUTPUT", "FORWARD")
+
+
+def _iptables(args: List[str], check: bool = True) -> subprocess.CompletedProcess:
+    argv = ["iptables", "-w", "5", *args]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except FileNotFoundError as exc:
+        raise EnvironmentProblem("iptables is not installed", "apt-get install iptables") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise KernelError(f"{' '.join(argv)} timed out") from exc
+    if check and proc.returncode != 0:
+        raise KernelError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+    return proc
+
+
+def install(lab: str, block: str) -> None:
+    chain = guard_chain(lab)
+    _iptables(["-N", chain])
+    _iptables(["-A", chain, "-d", block, "-m", "comment", "--comment",
+               f"testbed lab {lab}: traffic to the lab from outside it", "-j", "DROP"])
+    for hook in HOOKS:
+        _iptables(["-I", hook, "1", "-d", block, "-j", chain])
+
+
+def remove(lab: str, block: Optional[str]) -> None:
+    """Remove the chain and its jumps; absent pieces are fine (idempotent)."""
+    chain = guard_chain(lab)
+    for hook in HOOKS:
+        # delete every jump to our chain, whatever block it was installed with
+        rules = _iptables(["-S", hook], check=False).stdout.splitlines()
+        for rule in rules:
+            parts = rule.split()
+            if parts[:2] == ["-A", hook] and parts[-2:] == ["-j", chain]:
+                _iptables(["-D", hook, *parts[2:]], check=False)
+    _iptables(["-F", chain], check=False)
+    _iptables(["-X", chain], check=False)
+
+
+def dropped(lab: str) -> Optional[int]:
+    """Packets the guard has dropped for this lab, or None if it is not installed."""
+    proc = _iptables(["-L", guard_chain(lab), "-v", "-x", "-n"], check=False)
+    if proc.returncode != 0:
+        return None
+    total = 0
+    for line in proc.stdout.splitlines()[2:]:
+        fields = line.split()
+        if fields and fields[0].isdigit():
+            total += int(fields[0])
+    return total
+
+
+def chains() -> List[str]:
+    """Names of every guard chain in the root namespace (for clean)."""
+    proc = _iptables(["-S"], check=False)
+    out = []
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "-N" and parts[1].startswith("TB-"):
+            out.append(parts[1])
+    return out

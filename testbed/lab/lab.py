@@ -1,0 +1,225 @@
+"""A lab: a topology brought up in namespaces, shaped, and remembered by name.
+
+    with Lab.create("pair", name="lab1", links={"link": {"rate": "500Mbit", "delay": "20ms"}}) as lab:
+        lab.node("h1").run(["ping", "-c", "3", lab.node("h2").ip], timeout_s=10)
+
+``Lab.create`` validates everything before it changes anything on the
+machine, then builds; if any step fails, everything already made is removed
+before the error propagates. ``Lab.attach(name)`` reopens a running lab (for
+``testbed exec/status/down``). Persistent labs (``testbed up``) have no owner;
+labs made by a run record the run's pid so ``testbed clean`` can tell a lab
+whose owner was killed from one that is still in use.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from typing import Dict, List, Mapping, Optional
+
+from testbed.errors import EnvironmentProblem, InputError
+from testbed.lab import addressing, build, guard, procs, state, teardown
+from testbed.lab.naming import check_lab_name
+from testbed.lab.node import Node
+from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan, make_plan
+from testbed.shaping import backends
+from testbed.shaping.htb import apply_egress
+from testbed.shaping.userspace import check_alive, read_stats
+from testbed.topologies import build_topology
+
+__all__ = ["Lab", "require_root"]
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(
+            "the testbed needs root to create network namespaces",
+            "run it with sudo (sudo testbed ...)",
+        )
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_sysctls(values: Mapping[str, object]) -> Dict[str, str]:
+    out = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not key.startswith("net.") or not all(
+            part.replace("_", "").replace("-", "").isalnum() for part in key.split(".")
+        ):
+            raise InputError(f"host_sysctls.{key}", "only per-namespace net.* sysctls can be set")
+        text = str(value)
+        if not text or not all(c.isalnum() or c in " ._-" for c in text):
+            raise InputError(f"host_sysctls.{key}", f"invalid value {text!r}")
+        out[key] = text
+    return out
+
+
+class Lab:
+    def __init__(self, name: str, doc: dict):
+        self.name = name
+        self.doc = doc
+
+    # -- construction ---------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        topology: str,
+        name: str,
+        params: Optional[Mapping[str, object]] = None,
+        links: Optional[Mapping[str, object]] = None,
+        block: Optional[str] = None,
+        backend: str = "auto",
+        host_sysctls: Optional[Mapping[str, object]] = None,
+        owner_pid: Optional[int] = None,
+        strict_links: bool = True,
+        seed: int = 0,
+    ) -> "Lab":
+        # 1. validate everything before touching the machine
+        check_lab_name(name)
+        topo = build_topology(topology, params or {})
+        sysctls = _check_sysctls(host_sysctls or {})
+        delay_backend = backends.select(backend)
+        require_root()
+        others = [d.get("block") for d in (state.read_state(n) for n in state.lab_names())
+                  if d and d.get("block")]
+        block = addressing.check_block(block, others) if block else addressing.choose_block(others)
+        plan = make_plan(topo, name, block, links or {}, strict_links=strict_links)
+
+        # 2. claim the name and record intent before creating anything
+        lab_dir = state.create_lab_dir(name)
+        owner = None
+        if owner_pid is not None:
+            owner = {"pid": owner_pid, "start": procs.start_time(owner_pid)}
+        doc = {
+            "lab": name, "status": "creating", "created_at": _now(), "owner": owner,
+            "topology": topology, "params": dict(params or {}), "block": block,
+            "backend": delay_backend.name, "host_sysctls": sysctls,
+            "plan": plan.to_dict(), "procs": [],
+        }
+        state.write_state(name, doc)
+        lab = cls(name, doc)
+        records: List[procs.ProcRecord] = []
+        try:
+            guard.install(name, block)
+            build.create_namespaces(plan)
+            build.create_links(plan)
+            build.configure_nodes(plan)
+            for node in plan.nodes.values():
+                build.set_sysctls(node.netns, build.node_sysctls(node, sysctls))
+            for link in plan.links:
+                if link.wire:
+                    build.set_sysctls(link.wire, build.wire_sysctls(
+                        link, delay_backend.name == "userspace"))
+            _shape(plan, delay_backend)
+            if delay_backend.name == "userspace":
+                delay_backend.start(plan, lab_dir, records, seed=seed)
+            doc["status"] = "up"
+        except BaseException:
+            doc["procs"] = [r.to_dict() for r in records]
+            state.write_state(name, doc)
+            teardown.teardown(name)
+            raise
+        doc["procs"] = [r.to_dict() for r in records]
+        state.write_state(name, doc)
+        return lab
+
+    @classmethod
+    def attach(cls, name: str) -> "Lab":
+        check_lab_name(name)
+        doc = state.read_state(name)
+        if not doc:
+            raise InputError("lab", f"no lab named {name!r} is up (see 'testbed status')")
+        return cls(name, doc)
+
+    # -- use ------------------------------------------------------------
+    @property
+    def block(self) -> str:
+        return self.doc["block"]
+
+    @property
+    def backend(self) -> str:
+        return self.doc["backend"]
+
+    def node_names(self) -> List[str]:
+        return sorted(self.doc["plan"]["nodes"])
+
+    def node(self, name: str) -> Node:
+        info = self.doc["plan"]["nodes"].get(name)
+        if info is None:
+            raise InputError("host", f"lab {self.name!r} has no node {name!r} "
+                             f"(nodes: {', '.join(self.node_names())})")
+        return Node(name=name, netns=info["netns"], ip=info["ip"], role=info["role"],
+                    site=info["site"], intfs=tuple(i["name"] for i in info["intfs"]))
+
+    def hosts(self) -> List[Node]:
+        return [self.node(n) for n in self.node_names()
+                if self.doc["plan"]["nodes"][n]["role"] == "host"]
+
+    def links(self) -> List[dict]:
+        return self.doc["plan"]["links"]
+
+    def proc_records(self) -> List[procs.ProcRecord]:
+        return [procs.ProcRecord(**r) for r in self.doc.get("procs", [])]
+
+    def check(self) -> None:
+        """Raise DelayLineDied if a delay line of this lab is gone."""
+        check_alive(self.proc_records())
+
+    def delay_line_stats(self) -> List[dict]:
+        out = []
+        for rec in self.proc_records():
+            if rec.kind == "delayline":
+                doc = read_stats(rec)
+                doc["netns"] = rec.netns
+                doc["alive"] = procs.is_alive(rec.pid, rec.start)
+                out.append(doc)
+        return out
+
+    def status(self) -> dict:
+        missing = [n["netns"] for n in self.doc["plan"]["nodes"].values()
+                   if n["netns"] not in set(teardown.lab_namespaces(self.name))]
+        lines = self.delay_line_stats()
+        return {
+            "lab": self.name,
+            "status": self.doc.get("status"),
+            "topology": self.doc.get("topology"),
+            "created_at": self.doc.get("created_at"),
+            "block": self.block,
+            "backend": self.backend,
+            "owner": self.doc.get("owner"),
+            "owner_alive": teardown.owner_alive(self.doc),
+            "nodes": len(self.doc["plan"]["nodes"]),
+            "missing_namespaces": missing,
+            "delay_lines": [{"netns": d["netns"], "alive": d["alive"],
+                             "queues": len(d.get("queues", []))} for d in lines],
+            "guard_dropped_packets": guard.dropped(self.name),
+            "healthy": not missing and all(d["alive"] for d in lines),
+        }
+
+    def destroy(self) -> dict:
+        return teardown.teardown(self.name)
+
+    def __enter__(self) -> "Lab":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.destroy()
+
+
+def _shape(plan: LabPlan, delay_backend) -> None:
+    """Rate/queue (and netem leaves) on each wire port, for the direction leaving by it."""
+    for link in plan.links:
+        if not link.wire:
+            continue
+        rtt_ms = link.spec.forward.delay_ms + link.spec.reverse.delay_ms
+        with build.open_ns(link.wire) as ns:
+            for port, profile in ((WIRE_PORT_B, link.spec.forward), (WIRE_PORT_A, link.spec.reverse)):
+                leaf = None
+                if delay_backend.name == "netem" and profile.has_impairment:
+                    def leaf(ns, index, parent, handle, limit_pkts, _p=profile):
+                        delay_backend.apply(ns, index, parent, handle, _p, limit_pkts)
+                if not profile.rate_bps and leaf is None:
+                    continue
+                apply_egress(ns, port, profile, rtt_ms, link.mtu, netem_leaf=leaf)

@@ -1,0 +1,325 @@
+"""Turn a topology description into a complete lab plan, without touching the kernel.
+
+Input: a Mininet ``Topo`` (a pure description; hosts may carry ``role='router'``
+and ``site=...``; links carry ``link=<profile name>`` and optionally
+``profile=<default user-form profile>``) and the resolved link profiles.
+
+Output: a :class:`LabPlan` saying which namespaces, interfaces, addresses and
+static routes the lab needs and which profile shapes each direction of each
+link. The kernel layer (:mod:`testbed.lab.build`) only executes a plan, so the
+address plan and routing are unit-testable without root.
+
+Wires: a shaped link runs through its own "wire" namespace, a two-port
+bridge (``port-a`` faces node a, ``port-b`` node b) where the link's rate,
+queue and impairments live, per direction on the port the traffic leaves by.
+Like a real link, the emulation sits between the hosts, not in their stacks:
+the sender's TCP is not held back by its own qdisc, and the receiver's kernel
+timestamps (ping's RTT) are taken after the delay. Being layer 2, a wire adds
+no IP hop.
+
+Address plan: every layer-2 segment (a group of connected switches with the
+interfaces attached to them, or a point-to-point link between two L3 nodes)
+gets its own subnet of the lab's block; routers take the lowest addresses of a
+segment, hosts the next ones. Routes: every L3 node gets a static route to
+every subnet it is not attached to, via the first hop of a shortest path that
+only passes through routers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from testbed.errors import InputError
+from testbed.lab.naming import check_node_name, intf_name, netns_name, wire_netns
+from testbed.profile import LinkProfile, LinkSpec, resolve_link
+
+__all__ = ["WIRE_PORT_A", "WIRE_PORT_B", "IntfPlan", "LinkPlan", "NodePlan", "LabPlan", "make_plan", "DEFAULT_MTU"]
+
+DEFAULT_MTU = 1500
+WIRE_PORT_A = "port-a"  # wire port facing link.a
+WIRE_PORT_B = "port-b"  # wire port facing link.b
+ROLES = ("host", "router", "switch")
+
+
+@dataclass
+class IntfPlan:
+    name: str
+    node: str
+    link_id: int
+    peer_node: str
+    peer_intf: str
+    mtu: int
+    address: Optional[str] = None  # "10.200.1.2/24"
+    segment: Optional[int] = None
+
+
+@dataclass
+class NodePlan:
+    name: str
+    role: str
+    netns: str
+    site: Optional[str] = None
+    intfs: List[IntfPlan] = field(default_factory=list)
+    routes: List[Tuple[str, str]] = field(default_factory=list)  # (subnet, via)
+
+    @property
+    def ip(self) -> Optional[str]:
+        for intf in self.intfs:
+            if intf.address:
+                return intf.address.split("/")[0]
+        return None
+
+
+@dataclass
+class LinkPlan:
+    id: int
+    a: str
+    b: str
+    a_intf: str
+    b_intf: str
+    name: str  # profile name, e.g. "direct"
+    spec: LinkSpec  # forward = a -> b, reverse = b -> a
+    mtu: int
+    wire: Optional[str] = None  # netns of the link's wire (None: plain veth)
+
+    @property
+    def shaped(self) -> bool:
+        """True if either direction has a rate limit or an impairment."""
+        return any(p.is_shaped or p.has_impairment for p in (self.spec.forward, self.spec.reverse))
+
+
+@dataclass
+class LabPlan:
+    lab: str
+    block: str
+    nodes: Dict[str, NodePlan]
+    links: List[LinkPlan]
+    segments: Dict[int, str]  # segment id -> subnet
+
+    def node(self, name: str) -> NodePlan:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise InputError(
+                "node", f"no node {name!r} in lab {self.lab!r} "
+                f"(nodes: {', '.join(sorted(self.nodes))})"
+            ) from None
+
+    def hosts(self) -> List[NodePlan]:
+        return [n for n in self.nodes.values() if n.role == "host"]
+
+    def to_dict(self) -> dict:
+        return {
+            "lab": self.lab,
+            "block": self.block,
+            "segments": {str(k): v for k, v in self.segments.items()},
+            "nodes": {
+                n.name: {
+                    "role": n.role,
+                    "site": n.site,
+                    "netns": n.netns,
+                    "ip": n.ip,
+                    "intfs": [
+                        {"name": i.name, "address": i.address, "mtu": i.mtu,
+                         "peer": f"{i.peer_node}:{i.peer_intf}"}
+                        for i in n.intfs
+                    ],
+                    "routes": [list(r) for r in n.routes],
+                }
+                for n in self.nodes.values()
+            },
+            "links": [
+                {"id": l.id, "a": l.a, "b": l.b, "a_intf": l.a_intf,
+                 "b_intf": l.b_intf, "name": l.name, "mtu": l.mtu,
+                 "wire": l.wire, "profile": l.spec.to_user()}
+                for l in self.links
+            ],
+        }
+
+
+def _role(topo, name: str) -> str:
+    if topo.isSwitch(name):
+        return "switch"
+    role = topo.nodeInfo(name).get("role", "host")
+    if role not in ("host", "router"):
+        raise InputError(f"nodes.{name}.role", f"unknown role {role!r}")
+    return role
+
+
+def _link_spec(name: str, opts: dict, links: Mapping[str, object], field_name: str) -> LinkSpec:
+    if name in links:
+        return resolve_link(links[name], f"links.{name}")
+    default = opts.get("profile")
+    if default is not None:
+        return resolve_link(default, f"{field_name}.profile")
+    return LinkSpec(forward=LinkProfile(), reverse=LinkProfile())
+
+
+def _link_mtu(spec: LinkSpec, field_name: str) -> int:
+    mtus = {p.mtu for p in (spec.forward, spec.reverse) if p.mtu}
+    if len(mtus) > 1:
+        raise InputError(f"{field_name}.mtu", "forward and reverse MTU must be equal")
+    return mtus.pop() if mtus else DEFAULT_MTU
+
+
+def _segments(nodes: Dict[str, NodePlan]) -> List[List[IntfPlan]]:
+    """Group L3 interfaces into layer-2 segments (switches merge segments)."""
+    seen_switch = set()
+    segments: List[List[IntfPlan]] = []
+    for node in nodes.values():
+        if node.role != "switch" or node.name in seen_switch:
+            continue
+        members: List[IntfPlan] = []
+        todo = deque([node.name])
+        seen_switch.add(node.name)
+        while todo:
+            sw = nodes[todo.popleft()]
+            for intf in sw.intfs:
+                peer = nodes[intf.peer_node]
+                if peer.role == "switch":
+                    if peer.name not in seen_switch:
+                        seen_switch.add(peer.name)
+                        todo.append(peer.name)
+                else:
+                    members.append(_intf(peer, intf.peer_intf))
+        if members:
+            segments.append(members)
+    for node in nodes.values():
+        if node.role == "switch":
+            continue
+        for intf in node.intfs:
+            peer = nodes[intf.peer_node]
+            if peer.role != "switch" and node.name < peer.name:
+                segments.append([intf, _intf(peer, intf.peer_intf)])
+    return segments
+
+
+def _intf(node: NodePlan, name: str) -> IntfPlan:
+    for intf in node.intfs:
+        if intf.name == name:
+            return intf
+    raise KeyError(name)
+
+
+def _allocate(block: ipaddress.IPv4Network, segments: List[List[IntfPlan]], nodes) -> Dict[int, str]:
+    """Give each segment a subnet (largest first, so subnets stay aligned)."""
+    sized = []
+    for idx, members in enumerate(segments):
+        need = len(members) + 2  # network and broadcast addresses
+        prefix = 32 - max(2, (need - 1).bit_length())
+        prefix = min(prefix, 24)  # readable /24s unless a segment needs more
+        sized.append((prefix, idx))
+    sized.sort()
+    next_addr = int(block.network_address)
+    end = int(block.broadcast_address)
+    subnets: Dict[int, str] = {}
+    for prefix, idx in sized:
+        size = 1 << (32 - prefix)
+        next_addr = (next_addr + size - 1) // size * size
+        if next_addr + size - 1 > end:
+            raise InputError(
+                "block", f"address block {block} is too small for {len(segments)} segments"
+            )
+        net = ipaddress.IPv4Network((next_addr, prefix))
+        next_addr += size
+        subnets[idx] = str(net)
+        members = sorted(
+            segments[idx], key=lambda i: (nodes[i.node].role != "router", i.node, i.name)
+        )
+        for host_no, intf in enumerate(members, start=1):
+            intf.address = f"{net.network_address + host_no}/{prefix}"
+            intf.segment = idx
+    return subnets
+
+
+def _routes(nodes: Dict[str, NodePlan], subnets: Dict[int, str]) -> None:
+    """Static routes along shortest paths that pass only through routers."""
+    # neighbours: node -> list of (neighbour, neighbour's address on the shared segment)
+    by_segment: Dict[int, List[IntfPlan]] = {}
+    for node in nodes.values():
+        for intf in node.intfs:
+            if intf.segment is not None:
+                by_segment.setdefault(intf.segment, []).append(intf)
+    neighbours: Dict[str, List[Tuple[str, str]]] = {n: [] for n in nodes}
+    for members in by_segment.values():
+        for a in members:
+            for b in members:
+                if a.node != b.node:
+                    neighbours[a.node].append((b.node, b.address.split("/")[0]))
+    attached = {
+        n: {i.segment for i in nodes[n].intfs if i.segment is not None} for n in nodes
+    }
+    for src in nodes.values():
+        if src.role == "switch":
+            continue
+        # BFS; first_hop[n] = address of the neighbour of src that leads to n
+        first_hop: Dict[str, str] = {}
+        todo = deque()
+        for nb, addr in neighbours[src.name]:
+            if nb not in first_hop:
+                first_hop[nb] = addr
+                todo.append(nb)
+        while todo:
+            cur = todo.popleft()
+            if nodes[cur].role != "router":
+                continue  # hosts do not forward
+            for nb, _ in neighbours[cur]:
+                if nb != src.name and nb not in first_hop:
+                    first_hop[nb] = first_hop[cur]
+                    todo.append(nb)
+        routed = set(attached[src.name])
+        # Visit destinations in BFS order so the nearest route to a subnet wins.
+        for dst in first_hop:
+            for seg in attached[dst]:
+                if seg not in routed:
+                    routed.add(seg)
+                    src.routes.append((subnets[seg], first_hop[dst]))
+
+
+def make_plan(
+    topo, lab: str, block: str, links: Mapping[str, object], strict_links: bool = True
+) -> LabPlan:
+    """Build the plan of ``topo`` for lab ``lab`` inside address block ``block``.
+
+    With ``strict_links`` a profile in ``links`` that names no link of this
+    topology is an error (a typo must not leave a link unshaped).
+    """
+    net = ipaddress.IPv4Network(block)
+    nodes: Dict[str, NodePlan] = {}
+    for name in topo.nodes(sort=True):
+        check_node_name(name, f"nodes.{name}")
+        info = topo.nodeInfo(name)
+        nodes[name] = NodePlan(
+            name=name, role=_role(topo, name), netns=netns_name(lab, name),
+            site=info.get("site"),
+        )
+    link_plans: List[LinkPlan] = []
+    for link_id, (a, b, info) in enumerate(topo.links(sort=True, withInfo=True)):
+        opts = dict(info)
+        a, b = opts.get("node1", a), opts.get("node2", b)
+        field_name = f"links[{a}-{b}]"
+        profile_name = opts.get("link", f"{a}-{b}")
+        spec = _link_spec(profile_name, opts, links, field_name)
+        mtu = _link_mtu(spec, f"links.{profile_name}")
+        a_intf = intf_name(a, len(nodes[a].intfs))
+        b_intf = intf_name(b, len(nodes[b].intfs))
+        nodes[a].intfs.append(IntfPlan(a_intf, a, link_id, b, b_intf, mtu))
+        nodes[b].intfs.append(IntfPlan(b_intf, b, link_id, a, a_intf, mtu))
+        link = LinkPlan(link_id, a, b, a_intf, b_intf, profile_name, spec, mtu)
+        if link.shaped:
+            link.wire = wire_netns(lab, link_id)
+        link_plans.append(link)
+    unknown = set(links) - {l.name for l in link_plans}
+    if unknown and strict_links:
+        raise InputError(
+            f"links.{sorted(unknown)[0]}",
+            "this topology has no link of that name (links: "
+            + ", ".join(sorted({l.name for l in link_plans})) + ")",
+        )
+    segments = _segments(nodes)
+    subnets = _allocate(net, segments, nodes)
+    _routes(nodes, subnets)
+    return LabPlan(lab=lab, block=str(net), nodes=nodes, links=link_plans, segments=subnets)

@@ -1,0 +1,178 @@
+"""The userspace delay backend: NFQUEUE delay lines at each link's receiving end.
+
+Each shaped link has a wire namespace (a two-port bridge, see
+:mod:`testbed.lab.plan`). Direction a -> b is impaired as it enters the wire
+from a: an iptables rule in the wire (mangle PREROUTING, ``-m physdev
+--physdev-in port-a``, bridged frames reach it through br_netfilter) sends the
+packets to an NFQUEUE queue served by the wire's delay line process
+(:mod:`testbed.delayline`); the rate and queue of that direction are in the
+kernel (htb on port-b's egress). The line thus sits between the hosts like a
+real path: neither the sender's TCP small-queue accounting nor the
+receiver's kernel timestamps see it as local.
+
+No ``--queue-bypass``: if a line dies its link goes dark rather than silently
+unimpaired, and :func:`check_alive` turns that into an error for the run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+from testbed.errors import DelayLineDied, InputError, KernelError, RunError
+from testbed.lab import procs
+from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan
+
+__all__ = ["UserspaceBackend", "queue_plan", "check_alive", "read_stats"]
+
+READY_TIMEOUT_S = 15.0
+IPTABLES_TIMEOUT_S = 15
+MAX_LEN_FLOOR = 1024
+MAX_LEN_CAP = 200_000
+ASSUMED_RATE_BPS = 10_000_000_000  # arrival rate bound for an unshaped direction
+
+
+def _max_len(profile, mtu: int) -> int:
+    """NFQUEUE length: twice the packets in flight at the line's longest delay."""
+    rate = profile.rate_bps or ASSUMED_RATE_BPS
+    hold_s = (profile.delay_ms + 4 * profile.jitter_ms) / 1000.0
+    pkts = rate / 8 / max(mtu, 576) * hold_s * 2
+    return int(min(MAX_LEN_CAP, max(MAX_LEN_FLOOR, math.ceil(pkts))))
+
+
+def _profile_doc(profile) -> dict:
+    doc = {
+        "delay_ms": profile.delay_ms,
+        "jitter_ms": profile.jitter_ms,
+        "jitter_distribution": profile.jitter_distribution,
+        "correlation_pct": profile.correlation_pct,
+        "loss_pct": profile.loss_pct,
+        "loss_model": profile.loss_model,
+        "duplicate_pct": profile.duplicate_pct,
+        "corrupt_pct": profile.corrupt_pct,
+        "reorder_pct": profile.reorder_pct,
+    }
+    if profile.loss_model == "gilbert-elliott" and profile.loss_pct > 0:
+        doc["ge"] = profile.gilbert_elliott_params()
+    return doc
+
+
+def queue_plan(plan: LabPlan, seed: int = 0) -> Dict[str, List[dict]]:
+    """Queues per wire namespace: one per impaired direction of its link."""
+    out: Dict[str, List[dict]] = {}
+    for link in plan.links:
+        for direction, profile, in_port in (
+            ("forward", link.spec.forward, WIRE_PORT_A),
+            ("reverse", link.spec.reverse, WIRE_PORT_B),
+        ):
+            if not profile.has_impairment:
+                continue
+            if profile.duplicate_pct:
+                raise InputError(
+                    f"links.{link.name}.duplicate",
+                    "duplicate needs the netem backend (the userspace line cannot yet "
+                    "re-send a bridged frame); use --set backend=netem on a kernel with netem",
+                )
+            queues = out.setdefault(link.wire, [])
+            queues.append({
+                "queue_num": len(queues) + 1,
+                "link": link.name,
+                "link_id": link.id,
+                "direction": direction,
+                "node": f"_w{link.id}",
+                "ifname": in_port,
+                "max_len": _max_len(profile, link.mtu),
+                "seed": seed * 1_000_003 + link.id * 2 + (direction == "reverse"),
+                "profile": _profile_doc(profile),
+            })
+    return out
+
+
+def _iptables_in(netns: str, args: List[str]) -> None:
+    argv = ["ip", "netns", "exec", netns, "iptables", "-w", "5", *args]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=IPTABLES_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise KernelError(f"iptables in {netns} timed out") from exc
+    if proc.returncode != 0:
+        raise KernelError(f"iptables in {netns}: {' '.join(args)}: {proc.stderr.strip()}")
+
+
+def _rule(queue: dict, lab: str) -> List[str]:
+    return ["-t", "mangle", "-A", "PREROUTING", "-m", "physdev", "--physdev-in", queue["ifname"],
+            "-m", "comment", "--comment",
+            f"testbed {lab} {queue['link']} {queue['direction']}",
+            "-j", "NFQUEUE", "--queue-num", str(queue["queue_num"])]
+
+
+def read_stats(rec: procs.ProcRecord) -> dict:
+    try:
+        with open(rec.stats) as fh:
+            return json.load(fh)
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _wait_ready(rec: procs.ProcRecord, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if read_stats(rec).get("ready"):
+            return
+        if not procs.is_alive(rec.pid, rec.start):
+            break
+        time.sleep(0.01)
+    log = Path(rec.log).read_text(errors="replace").strip().splitlines() if rec.log else []
+    procs.stop(rec)
+    raise RunError(
+        f"delay line in {rec.netns} did not start: " + (log[-1] if log else "no output")
+    )
+
+
+def check_alive(records: List[procs.ProcRecord]) -> None:
+    """Raise DelayLineDied if any delay line of the lab is gone."""
+    dead = [r for r in records if r.kind == "delayline" and not procs.is_alive(r.pid, r.start)]
+    if dead:
+        names = ", ".join(f"{r.netns} (pid {r.pid})" for r in dead)
+        raise DelayLineDied(
+            f"delay line died: {names}; its links carry no traffic, results are not valid"
+        )
+
+
+class UserspaceBackend:
+    """Delay, jitter, loss, duplicate, corrupt, reorder from NFQUEUE delay lines."""
+
+    name = "userspace"
+
+    def available(self):
+        try:
+            import netfilterqueue  # noqa: F401
+        except ImportError as exc:
+            return False, f"python package NetfilterQueue missing ({exc})"
+        return True, "NFQUEUE delay line"
+
+    def start(self, plan: LabPlan, lab_dir: Path, records: List[procs.ProcRecord],
+              seed: int = 0) -> None:
+        """Start every delay line, wait until bound, then divert traffic into it.
+
+        Each process is appended to ``records`` as soon as it exists, so a
+        failure half-way still leaves the caller every pid to stop.
+        """
+        for netns, queues in queue_plan(plan, seed).items():
+            node = queues[0]["node"]
+            cfg_path = lab_dir / f"delayline-{node}.json"
+            stats_path = lab_dir / f"delayline-{node}.stats.json"
+            cfg = {"lab": plan.lab, "node": node, "stats_path": str(stats_path),
+                   "queues": queues}
+            cfg_path.write_text(json.dumps(cfg, indent=1))
+            rec = procs.spawn([sys.executable, "-m", "testbed.delayline", str(cfg_path)],
+                              netns, "delayline", str(lab_dir / f"delayline-{node}.log"),
+                              str(stats_path))
+            records.append(rec)
+            _wait_ready(rec, READY_TIMEOUT_S)
+            for queue in queues:
+                _iptables_in(netns, _rule(queue, plan.lab))
