@@ -1,0 +1,214 @@
+"""Timestamped UDP probes for one-way delay: ``python -m testbed.measure.owd_probe``.
+
+Two subcommands, each run inside a lab node's namespace:
+
+``recv --port P --count N --interval-ms I [--bind ADDR] [--grace-ms G] [--start-timeout-ms T]``
+    Binds a UDP socket, prints ``ready`` on its own line, then records every
+    probe's arrival time. It exits by itself once all ``N`` probes arrived, or
+    ``G`` ms after the last probe was due (extrapolated from the highest
+    sequence number seen), or -- if nothing arrives -- ``T`` ms plus the
+    whole schedule after it became ready. It then prints one JSON document
+    (see :func:`analyze`).
+
+``send --dst ADDR --port P --count N --interval-ms I [--size-bytes S]``
+    Sends ``N`` probes on an absolute schedule (probe ``i`` at start +
+    ``i * I``) and prints ``{"sent": n, "send_errors": k, "duration_s": t}``.
+
+A probe's UDP payload is ``size_bytes`` long (at least 20) and starts with
+``b"TBOW"``, the sequence number, the count and the send time from
+``clock_gettime_ns(CLOCK_MONOTONIC)``, all big-endian. Network namespaces share
+the monotonic clock, so ``receive time - send time`` is the exact one-way delay
+(including the sender's and receiver's user-space scheduling, a few tens of
+microseconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import struct
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from testbed.measure.stats import rfc3550_jitter, summarize
+
+__all__ = ["HEADER", "MAGIC", "encode_probe", "decode_probe", "analyze", "main"]
+
+MAGIC = b"TBOW"
+HEADER = struct.Struct("!4sIIQ")  # magic, seq, count, send_ns
+_CLOCK = time.CLOCK_MONOTONIC
+
+
+def _now_ns() -> int:
+    return time.clock_gettime_ns(_CLOCK)
+
+
+def encode_probe(seq: int, count: int, send_ns: int, size_bytes: int) -> bytes:
+    """One probe payload, zero-padded to ``size_bytes``."""
+    if size_bytes < HEADER.size:
+        raise ValueError(f"size_bytes must be at least {HEADER.size}")
+    return HEADER.pack(MAGIC, seq, count, send_ns).ljust(size_bytes, b"\0")
+
+
+def decode_probe(payload: bytes) -> Optional[Tuple[int, int, int]]:
+    """``(seq, count, send_ns)`` or None if the payload is not one of our probes."""
+    if len(payload) < HEADER.size:
+        return None
+    magic, seq, count, send_ns = HEADER.unpack_from(payload)
+    if magic != MAGIC:
+        return None
+    return seq, count, send_ns
+
+
+def analyze(arrivals: Sequence[Tuple[int, int, int]], count: int) -> Dict:
+    """Summarise ``(seq, send_ns, recv_ns)`` arrivals (in arrival order).
+
+    * ``packets``: every arrival as ``{"seq", "owd_ms"}``, duplicates included;
+    * ``samples_ms``: the one-way delay of each probe's first arrival;
+    * ``one_way_delay_ms``: :func:`summarize` of ``samples_ms``;
+    * ``jitter_ms``: RFC 3550 jitter over those transit times, arrival order
+      (None with fewer than two);
+    * ``stdev_ms``: the standard deviation of ``samples_ms``;
+    * ``loss_pct``: probes never received, percent of ``count``;
+    * ``reordered``: first arrivals whose seq is lower than one already seen;
+    * ``duplicates``: arrivals of a seq already received.
+    """
+    seen: set = set()
+    highest = -1
+    reordered = 0
+    duplicates = 0
+    packets: List[Dict] = []
+    samples_ms: List[float] = []
+    for seq, send_ns, recv_ns in arrivals:
+        owd_ms = (recv_ns - send_ns) / 1e6
+        packets.append({"seq": seq, "owd_ms": owd_ms})
+        if seq in seen:
+            duplicates += 1
+            continue
+        seen.add(seq)
+        if seq < highest:
+            reordered += 1
+        highest = max(highest, seq)
+        samples_ms.append(owd_ms)
+    summary = summarize(samples_ms)
+    received = len(seen)
+    lost = max(count - received, 0)
+    return {
+        "count": count,
+        "received": received,
+        "loss_pct": 100.0 * lost / count if count else 0.0,
+        "reordered": reordered,
+        "duplicates": duplicates,
+        "one_way_delay_ms": summary,
+        "jitter_ms": rfc3550_jitter(samples_ms) if len(samples_ms) >= 2 else None,
+        "stdev_ms": summary["stdev"],
+        "samples_ms": samples_ms,
+        "packets": packets,
+    }
+
+
+def _receive(args: argparse.Namespace) -> Dict:
+    interval_ns = int(args.interval_ms * 1e6)
+    grace_ns = int(args.grace_ms * 1e6)
+    arrivals: List[Tuple[int, int, int]] = []
+    seen: set = set()
+    foreign = 0
+    highest = -1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        sock.bind((args.bind, args.port))
+        print("ready", flush=True)
+        deadline_ns = (
+            _now_ns()
+            + int(args.start_timeout_ms * 1e6)
+            + (args.count - 1) * interval_ns
+            + grace_ns
+        )
+        while len(seen) < args.count:
+            remaining_ns = deadline_ns - _now_ns()
+            if remaining_ns <= 0:
+                break
+            sock.settimeout(remaining_ns / 1e9)
+            try:
+                payload = sock.recv(65535)
+            except socket.timeout:
+                break
+            recv_ns = _now_ns()
+            probe = decode_probe(payload)
+            if probe is None or probe[0] >= args.count:
+                foreign += 1
+                continue
+            seq, _count, send_ns = probe
+            arrivals.append((seq, send_ns, recv_ns))
+            seen.add(seq)
+            highest = max(highest, seq)
+            deadline_ns = recv_ns + (args.count - 1 - highest) * interval_ns + grace_ns
+    result = analyze(arrivals, args.count)
+    result["foreign"] = foreign
+    result["interval_ms"] = args.interval_ms
+    return result
+
+
+def _send(args: argparse.Namespace) -> Dict:
+    interval_ns = int(args.interval_ms * 1e6)
+    buffer = bytearray(encode_probe(0, args.count, 0, args.size_bytes))
+    sent = 0
+    errors = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        start_ns = _now_ns()
+        for seq in range(args.count):
+            due_ns = start_ns + seq * interval_ns
+            wait_ns = due_ns - _now_ns()
+            if wait_ns > 0:
+                time.sleep(wait_ns / 1e9)
+            HEADER.pack_into(buffer, 0, MAGIC, seq, args.count, _now_ns())
+            try:
+                sock.sendto(buffer, (args.dst, args.port))
+                sent += 1
+            except OSError:
+                errors += 1
+        duration_s = (_now_ns() - start_ns) / 1e9
+        # Idle for one more interval (at most 100 ms) as between probes: exiting
+        # at once keeps this CPU busy with interpreter teardown and delays the
+        # receiver's wake-up, inflating the last probe's delay by milliseconds.
+        time.sleep(min(interval_ns / 1e9, 0.1))
+    return {"sent": sent, "send_errors": errors, "duration_s": duration_s}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m testbed.measure.owd_probe")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("recv", "send"):
+        cmd = sub.add_parser(name)
+        cmd.add_argument("--port", type=int, required=True)
+        cmd.add_argument("--count", type=int, required=True)
+        cmd.add_argument("--interval-ms", type=float, required=True)
+    recv = sub.choices["recv"]
+    recv.add_argument("--bind", default="0.0.0.0")
+    recv.add_argument("--grace-ms", type=float, default=1000.0)
+    recv.add_argument("--start-timeout-ms", type=float, default=5000.0)
+    send = sub.choices["send"]
+    send.add_argument("--dst", required=True)
+    send.add_argument("--size-bytes", type=int, default=64)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; exit 0 on success, 2 on bad arguments (argparse)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.interval_ms <= 0 or not 0 < args.port < 65536:
+        parser.error("count must be >= 1, interval-ms > 0, port in 1..65535")
+    if args.command == "send" and args.size_bytes < HEADER.size:
+        parser.error(f"size-bytes must be at least {HEADER.size}")
+    result = _receive(args) if args.command == "recv" else _send(args)
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
