@@ -88,7 +88,6 @@ class Lab:
         plan = make_plan(topo, name, block, links or {}, strict_links=strict_links)
 
         # 2. claim the name and record intent before creating anything
-        lab_dir = state.create_lab_dir(name)
         owner = None
         if owner_pid is not None:
             owner = {"pid": owner_pid, "start": procs.start_time(owner_pid)}
@@ -98,7 +97,7 @@ class Lab:
             "backend": delay_backend.name, "host_sysctls": sysctls,
             "plan": plan.to_dict(), "procs": [],
         }
-        state.write_state(name, doc)
+        lab_dir = state.create_lab_dir(name, doc)
         lab = cls(name, doc)
         records: List[procs.ProcRecord] = []
         try:
@@ -118,7 +117,10 @@ class Lab:
             doc["status"] = "up"
         except BaseException:
             doc["procs"] = [r.to_dict() for r in records]
-            state.write_state(name, doc)
+            try:
+                state.write_state(name, doc)
+            except OSError:
+                pass  # the state is gone (another 'clean'): teardown still finds all by name
             teardown.teardown(name)
             raise
         doc["procs"] = [r.to_dict() for r in records]

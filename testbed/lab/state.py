@@ -9,9 +9,11 @@ with ``TESTBED_STATE_DIR``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -32,15 +34,26 @@ def lab_dir(lab: str) -> Path:
     return state_dir() / check_lab_name(lab)
 
 
-def create_lab_dir(lab: str) -> Path:
-    """Claim the lab name atomically (mkdir); an existing lab is an error."""
+def create_lab_dir(lab: str, doc: dict) -> Path:
+    """Claim the lab name atomically, with its state already inside.
+
+    The directory is filled under a temporary name and renamed into place, so
+    no one (``testbed clean`` in another shell) ever sees a lab directory
+    without its state file. An existing lab of that name is an error.
+    """
     path = lab_dir(lab)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{lab}.", dir=path.parent))
     try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        raise InputError("name", f"a lab named {lab!r} is already up "
-                         "(pick another --name, or 'testbed down' it)") from None
+        with open(tmp / STATE_FILE, "w") as fh:
+            json.dump(doc, fh, indent=1, sort_keys=True)
+        os.rename(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) or path.exists():
+            raise InputError("name", f"a lab named {lab!r} is already up "
+                             "(pick another --name, or 'testbed down' it)") from None
+        raise
     return path
 
 
@@ -73,4 +86,4 @@ def lab_names() -> Iterator[str]:
     root = state_dir()
     if not root.is_dir():
         return iter(())
-    return iter(sorted(p.name for p in root.iterdir() if p.is_dir()))
+    return iter(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))

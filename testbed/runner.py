@@ -1,0 +1,290 @@
+"""``testbed run``: bring each variant's lab up, measure, judge, write, clean.
+
+For every variant of a scenario: a lab owned by this process (so ``testbed
+clean`` can tell if we were killed), the measurement steps in file order
+between the scenario's endpoints, the delay lines checked alive after every
+step, fidelity checks, and the lab destroyed in ``finally``. results.json is
+rewritten atomically after every variant, so an interrupted run (Ctrl-C,
+SIGTERM) leaves valid JSON with ``complete: false``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from testbed import fidelity, plots, report, results, summary
+from testbed.errors import InputError, RunError, TestbedError
+from testbed.lab.lab import Lab, require_root
+from testbed.measure import RUNNERS
+from testbed.measure.steady import time_to_steady_s
+from testbed.scenario import Scenario, list_scenarios, load_scenario
+from testbed.shaping import backends
+from testbed.topologies import TOPOLOGIES
+
+__all__ = ["scenarios_dir", "resolve_scenario", "environment", "run_scenario", "run_scenario_cli"]
+
+FLAGSHIP = "direct-vs-transit"
+TOOL_TIMEOUT_S = 10
+CONNECT_DEADLINE_S = 15.0
+
+
+def scenarios_dir() -> Path:
+    return Path(str(resources.files("testbed.scenarios")))
+
+
+def resolve_scenario(arg: Optional[str]) -> Path:
+    """A path, or the name of a shipped scenario; None means the flagship."""
+    if arg is None:
+        arg = FLAGSHIP
+    path = Path(arg)
+    if path.suffix in (".yaml", ".yml") or os.sep in arg:
+        if not path.is_file():
+            raise InputError("scenario", f"no scenario file {arg!r}")
+        return path
+    shipped = scenarios_dir() / f"{arg}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(n for n, _, _ in list_scenarios(scenarios_dir()))
+    raise InputError("scenario", f"no shipped scenario {arg!r} (shipped: {names})")
+
+
+def _version(argv: List[str]) -> Optional[str]:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (proc.stdout or proc.stderr).strip().splitlines()
+    return text[0] if text else None
+
+
+def environment() -> dict:
+    backend, why = backends.explain()
+    return {
+        "kernel": platform.release(),
+        "delay_backend": backend,
+        "delay_backend_reason": why,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "tools": {
+            "iperf3": _version(["iperf3", "--version"]),
+            "ping": _version(["ping", "-V"]),
+            "iptables": _version(["iptables", "--version"]),
+        },
+    }
+
+
+def _hops(lab: Lab, src: str, dst: str, routers: List[Optional[str]]) -> dict:
+    """Name the routers on the path and count the hops between the two sites.
+
+    ``hops`` = routers outside the endpoints' own sites + 1: the direct
+    interconnect is 1 hop, transit is one more per transit router.
+    """
+    by_ip = {}
+    for name in lab.node_names():
+        for intf in lab.doc["plan"]["nodes"][name]["intfs"]:
+            if intf["address"]:
+                by_ip[intf["address"].split("/")[0]] = name
+    names = [by_ip.get(r) for r in routers if r]
+    sites = {lab.node(src).site, lab.node(dst).site}
+    outside = [n for n in names if n and lab.node(n).site not in sites]
+    return {"hops": len(outside) + 1, "router_names": names}
+
+
+def _delay_line_summary(lab: Lab) -> List[dict]:
+    out = []
+    for doc in lab.delay_line_stats():
+        for q in doc.get("queues", []):
+            out.append({
+                "node": doc["netns"].rsplit(".", 1)[-1], "netns": doc["netns"],
+                "link": q.get("link"), "direction": q.get("direction"),
+                "packets": q.get("received"),
+                "dropped": (q.get("dropped_loss") or 0) + (q.get("dropped_queue") or 0),
+                "dropped_loss": q.get("dropped_loss"), "dropped_queue": q.get("dropped_queue"),
+                "queue_max_packets": q.get("held_max"),
+                "late_p50_ms": (q.get("late_ms") or {}).get("p50"),
+                "late_p99_ms": (q.get("late_ms") or {}).get("p99"),
+                "late_max_ms": (q.get("late_ms") or {}).get("max"),
+                "cpu_s": doc.get("cpu_s"),
+            })
+    return out
+
+
+def _wait_connectivity(src, dst, deadline_s: float = CONNECT_DEADLINE_S) -> float:
+    """Seconds from now until a ping crosses (neighbour tables, bridges settle)."""
+    start = time.monotonic()
+    while time.monotonic() - start < deadline_s:
+        proc = src.run(["ping", "-n", "-c", "1", "-W", "1", dst.ip], timeout_s=5, check=False)
+        if proc.returncode == 0:
+            return round(time.monotonic() - start, 3)
+    raise RunError(f"no connectivity {src.name} -> {dst.name} within {deadline_s:g} s")
+
+
+def _run_step(kind: str, options, src, dst) -> dict:
+    runner = RUNNERS.get(kind)
+    if kind == "ping":
+        return runner.run(src, dst, count=options.count, interval_s=options.interval_s,
+                          size_bytes=options.size_bytes)
+    if kind == "owd":
+        both = runner.run_both(src, dst, count=options.count, interval_ms=options.interval_ms,
+                               size_bytes=options.size_bytes)
+        fwd = both["forward"]
+        return {"forward": fwd, "reverse": both["reverse"],
+                "one_way_delay_ms": fwd.get("one_way_delay_ms"),
+                "jitter_ms": fwd.get("jitter_ms"), "loss_pct": fwd.get("loss_pct")}
+    if kind == "tcp":
+        return runner.run(src, dst, duration_s=options.duration_s, streams=options.streams,
+                          congestion=options.cc, window_bytes=options.window_bytes)
+    if kind == "udp":
+        kwargs = {"bitrate_bps": options.bitrate_bps, "duration_s": options.duration_s}
+        if options.size_bytes:
+            kwargs["length_bytes"] = options.size_bytes
+        return runner.run(src, dst, **kwargs)
+    if kind == "path":
+        return runner.run(src, dst, max_hops=options.max_hops)
+    raise RunError(f"no runner for step {kind!r}")
+
+
+def _trim(kind: str, data: dict) -> dict:
+    """Keep results.json readable: per-packet arrival lists are not kept."""
+    if kind == "owd":
+        for direction in ("forward", "reverse"):
+            (data.get(direction) or {}).pop("packets", None)
+    return data
+
+
+def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[str], None],
+                 save: Callable[[], None]) -> None:
+    variant = scenario.variants[index]
+    config = scenario.variant_config(variant)
+    entry = results.new_variant(scenario, variant)
+    doc["variants"].append(entry)
+    lab_name = f"run{os.getpid() % 100000}-{index}"
+    progress(f"[{variant.name}] bringing up {scenario.topology} lab {lab_name}")
+    lab = Lab.create(scenario.topology, lab_name, params=config["params"], links=config["links"],
+                     host_sysctls=config["host_sysctls"], owner_pid=os.getpid(),
+                     strict_links=False)
+    try:
+        entry["lab"] = {"block": lab.block, "backend": lab.backend, "nodes": len(lab.node_names())}
+        entry["links"] = {l["name"]: l["profile"] for l in lab.links()}
+        hosts = [h.name for h in lab.hosts()]
+        ends = config["endpoints"] or {"src": hosts[0], "dst": hosts[-1]}
+        src, dst = lab.node(ends["src"]), lab.node(ends["dst"])
+        entry["endpoints"] = {"src": src.name, "dst": dst.name}
+        entry["time_to_connectivity_s"] = _wait_connectivity(src, dst)
+        tcp_options = None
+        for kind, options in scenario.steps():
+            if kind == "steady":
+                if entry.get("tcp"):
+                    entry["tcp"]["time_to_steady_s"] = time_to_steady_s(
+                        entry["tcp"].get("intervals", []), options.tolerance_pct / 100.0)
+                continue
+            progress(f"[{variant.name}] {kind} {src.name} -> {dst.name}")
+            entry[kind] = _trim(kind, _run_step(kind, options, src, dst))
+            if kind == "tcp":
+                tcp_options = options
+            if kind == "path":
+                entry["path"].update(_hops(lab, src.name, dst.name, entry["path"].get("routers", [])))
+            lab.check()
+        entry["emulator"] = {"delay_lines": _delay_line_summary(lab)}
+        l3 = [src.name] + [n for n in (entry.get("path") or {}).get("router_names", []) if n] + [dst.name]
+        if not entry.get("path"):
+            l3 = [src.name, dst.name]
+        pred = fidelity.predict(lab.doc["plan"], l3)
+        entry["predicted"] = pred
+        window = tcp_options.window_bytes if tcp_options else None
+        entry["fidelity"] = {"checks": fidelity.checks(pred, entry, scenario.fidelity.model_dump(), window)}
+        entry["complete"] = True
+    except TestbedError as exc:
+        entry["errors"].append(str(exc))
+        raise
+    finally:
+        entry["finished_at"] = results.utc_now()
+        progress(f"[{variant.name}] tearing down")
+        lab.destroy()
+        save()
+
+
+def run_scenario(scenario: Scenario, out_dir: Path, overrides=(), quick: bool = False,
+                 progress: Callable[[str], None] = print) -> dict:
+    require_root()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = results.new_results(scenario, environment(), overrides=overrides, quick=quick)
+    path = out_dir / "results.json"
+
+    def save() -> None:
+        results.write_json_atomic(path, doc)
+
+    save()
+    interrupted = False
+    try:
+        for index in range(len(scenario.variants)):
+            _run_variant(scenario, index, doc, progress, save)
+    except KeyboardInterrupt:
+        interrupted = True
+        doc["errors"].append("interrupted")
+    except TestbedError as exc:
+        doc["errors"].append(str(exc))
+    finally:
+        results.finish_results(doc, interrupted=interrupted)
+        save()
+    plot_files = plots.make_plots(doc, out_dir)
+    report.write_report(doc, plot_files, out_dir / "report.md")
+    results.validate_results(doc)
+    if interrupted:
+        raise KeyboardInterrupt
+    return doc
+
+
+_MAIN_PID = os.getpid()
+
+
+def _sigterm(signo, _frame):
+    """SIGTERM ends a run like Ctrl-C -- in the main process only.
+
+    Forked helpers (pyroute2 runs one per namespace it talks to) inherit this
+    handler; they must die as they would by default, not unwind our run.
+    """
+    if os.getpid() != _MAIN_PID:
+        signal.signal(signo, signal.SIG_DFL)
+        os.kill(os.getpid(), signo)
+        return
+    raise KeyboardInterrupt
+
+
+def run_scenario_cli(arg: Optional[str], out: Optional[str], overrides: List[str], quick: bool) -> int:
+    path = resolve_scenario(arg)
+    scenario = load_scenario(path, overrides=overrides, quick=quick, topologies=set(TOPOLOGIES))
+    require_root()
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(out) if out else Path("results") / f"{scenario.name}-{stamp}"
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    signal.signal(signal.SIGTERM, _sigterm)
+    print(f"testbed run {scenario.name}: {len(scenario.variants)} variants -> {out_dir}/", flush=True)
+    try:
+        doc = run_scenario(scenario, out_dir, overrides, quick,
+                           progress=lambda m: print(f"  {m}", flush=True))
+    except KeyboardInterrupt:
+        print(f"interrupted: partial results in {out_dir}/results.json (complete: false)")
+        return 130
+    summary.print_summary(doc)
+    print(f"wrote {out_dir}/results.json, {out_dir}/report.md and plots")
+    failed = [c for v in doc["variants"] for c in (v.get("fidelity") or {}).get("checks", [])
+              if c["verdict"] == "fail"]
+    if doc["errors"] or not doc["complete"]:
+        sys.stderr.write("testbed: error: run failed: " + "; ".join(doc["errors"] or ["incomplete"]) + "\n")
+        return 1
+    if failed:
+        sys.stderr.write("testbed: fidelity failed: " + ", ".join(
+            f"{c['metric']} configured {c['configured']} measured {c['measured']}" for c in failed) + "\n")
+        return 1
+    return 0
