@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One way to install, used by the README, CI and the Vagrant VM.
+#   sudo ./setup.sh run    install everything, then run the flagship scenario
+#   sudo ./setup.sh test   install everything, then run the whole test suite
+# Installs Debian/Ubuntu packages (apt-get) and a virtualenv at .venv with the
+# testbed in it. Run as root (users prefix sudo; nothing here calls sudo).
+set -euo pipefail
+cd "$(dirname "$0")"
+mode="${1:-run}"
+shift || true
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (sudo ./setup.sh $mode)" >&2
+  exit 3
+fi
+
+packages=(mininet iperf3 iputils-ping iptables bridge-utils iproute2 ethtool
+          libnetfilter-queue-dev libnfnetlink-dev gcc python3-dev python3-venv kmod procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The userspace delay line needs bridged frames to reach iptables.
+[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || modprobe br_netfilter 2>/dev/null || true
+
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q ".[test]"
+
+case "$mode" in
+  run)
+    exec .venv/bin/testbed run "$@"
+    ;;
+  test)
+    .venv/bin/testbed doctor || true
+    # -p no:cacheprovider: CI's checkout stays clean; --strict-markers: typos fail
+    set +e
+    .venv/bin/python -m pytest -p no:cacheprovider --strict-markers -ra "$@" tests
+    rc=$?
+    set -e
+    if [ "$rc" -eq 5 ]; then
+      echo "setup.sh: pytest collected no tests: that is a failure" >&2
+      exit 1
+    fi
+    exit "$rc"
+    ;;
+  *)
+    echo "usage: sudo ./setup.sh run|test [ARGS...]" >&2
+    exit 2
+    ;;
+esac
