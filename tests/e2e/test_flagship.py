@@ -19,7 +19,7 @@ pytestmark = [
 def flagship(tmp_path_factory):
     out = tmp_path_factory.mktemp("flagship")
     proc = subprocess.run([sys.executable, "-m", "testbed.cli", "run", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, cwd=str(out))
     assert proc.returncode in (0, 1), proc.stderr
     with open(out / "results.json") as fh:
         doc = json.load(fh)
