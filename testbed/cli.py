@@ -108,13 +108,19 @@ def _split_up_overrides(topology: str, overrides: List[str]):
     return settings, params, links
 
 
+def _seed(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError("seed", f"must be a non-negative integer, not {value!r}", source="--set")
+    return value
+
+
 def _cmd_up(args) -> int:
     from testbed.lab.lab import Lab
 
     settings, params, links = _split_up_overrides(args.topology, args.overrides)
     lab = Lab.create(args.topology, args.name, params=params, links=links,
                      block=settings.get("block"), backend=str(settings.get("backend", "auto")),
-                     seed=int(settings.get("seed", 0)))
+                     seed=_seed(settings.get("seed", 0)))
     print(f"lab {lab.name} up: {len(lab.node_names())} nodes, block {lab.block}, "
           f"delay backend {lab.backend}")
     for host in lab.hosts():

@@ -23,18 +23,25 @@ from mininet.topo import Topo
 PATHS = ("direct", "transit")
 
 
+def _count(value, low, high):
+    """An int in [low, high]; YAML's true/false are not counts."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 class TwoCloudsTopo(Topo):
     """site A hosts -- switch -- edge router == direct | transit == edge router -- switch -- site B hosts"""
 
     def build(self, hosts_per_site=1, path="direct", transit_hops=4, sites=("cw", "gcp")):
         if path not in PATHS:
             raise ValueError(f"path must be one of {', '.join(PATHS)}, not {path!r}")
-        if not isinstance(hosts_per_site, int) or not 1 <= hosts_per_site <= 99:
+        if not _count(hosts_per_site, 1, 99):
             raise ValueError("hosts_per_site must be an integer from 1 to 99")
-        if not isinstance(transit_hops, int) or not 1 <= transit_hops <= 16:
+        if not _count(transit_hops, 1, 16):
             raise ValueError("transit_hops must be an integer from 1 to 16")
+        if isinstance(sites, str) or not isinstance(sites, (list, tuple)):
+            raise ValueError("sites must be a list of two short site names, e.g. [cw, gcp]")
         sites = list(sites)
-        if len(sites) != 2 or len(set(sites)) != 2:
+        if len(sites) != 2 or len(set(sites)) != 2 or not all(isinstance(s, str) for s in sites):
             raise ValueError("sites must name exactly two different sites")
         edges = []
         for site in sites:

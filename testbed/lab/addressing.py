@@ -13,7 +13,7 @@ from pyroute2 import IPRoute
 
 from testbed.errors import EnvironmentProblem, InputError
 
-__all__ = ["root_networks", "overlaps", "choose_block", "check_block"]
+__all__ = ["root_networks", "overlaps", "choose_block", "check_block", "check_syntax"]
 
 # Candidate /16 blocks, tried in order when the user does not pick one.
 CANDIDATES = [f"10.{n}.0.0/16" for n in range(200, 250)]
@@ -43,13 +43,19 @@ def overlaps(block: ipaddress.IPv4Network, nets: Iterable[ipaddress.IPv4Network]
     return None
 
 
-def check_block(block: str, other_labs: Iterable[str] = ()) -> str:
+def check_syntax(block: str) -> str:
+    """A valid IPv4 network of at least a /24 (no look at the machine)."""
     try:
-        net = ipaddress.IPv4Network(block)
+        net = ipaddress.IPv4Network(str(block))
     except ValueError as exc:
         raise InputError("block", f"{block!r} is not an IPv4 network: {exc}") from None
     if net.prefixlen > 24:
         raise InputError("block", f"{block} is too small; use a /24 or larger")
+    return str(net)
+
+
+def check_block(block: str, other_labs: Iterable[str] = ()) -> str:
+    net = ipaddress.IPv4Network(check_syntax(block))
     hit = overlaps(net, root_networks())
     if hit:
         raise EnvironmentProblem(

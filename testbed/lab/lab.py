@@ -29,6 +29,9 @@ from testbed.topologies import build_topology
 
 __all__ = ["Lab", "require_root"]
 
+# Any block big enough: used only to validate a plan before the real block is chosen.
+VALIDATION_BLOCK = "10.0.0.0/8"
+
 
 def require_root() -> None:
     if os.geteuid() != 0:
@@ -77,11 +80,15 @@ class Lab:
         seed: int = 0,
     ) -> "Lab":
         # 1. validate everything before touching the machine
+        # (input errors -- exit 2 -- come before environment checks -- exit 3)
         check_lab_name(name)
         topo = build_topology(topology, params or {})
         sysctls = _check_sysctls(host_sysctls or {})
-        delay_backend = backends.select(backend)
+        backends.check_name(backend)
+        make_plan(topo, name, addressing.check_syntax(block) if block else VALIDATION_BLOCK,
+                  links or {}, strict_links=strict_links)
         require_root()
+        delay_backend = backends.select(backend)
         others = [d.get("block") for d in (state.read_state(n) for n in state.lab_names())
                   if d and d.get("block")]
         block = addressing.check_block(block, others) if block else addressing.choose_block(others)

@@ -31,14 +31,14 @@ __all__ = [
 
 NETNS_PREFIX = "tb."
 IFNAME_MAX = 15
-_LAB_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
-_NODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+_LAB_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,15}")
+_NODE_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 # "<node>-eth<N>" must fit IFNAME_MAX with up to two port digits.
 NODE_NAME_MAX = IFNAME_MAX - len("-eth99")
 
 
 def check_lab_name(name: str, field: str = "name") -> str:
-    if not isinstance(name, str) or not _LAB_RE.match(name):
+    if not isinstance(name, str) or not _LAB_RE.fullmatch(name):
         raise InputError(
             field,
             f"lab name {name!r} must be 1-16 characters of a-z, 0-9 and '-', "
@@ -48,7 +48,7 @@ def check_lab_name(name: str, field: str = "name") -> str:
 
 
 def check_node_name(name: str, field: str = "node") -> str:
-    if not isinstance(name, str) or not _NODE_RE.match(name):
+    if not isinstance(name, str) or not _NODE_RE.fullmatch(name):
         raise InputError(
             field,
             f"node name {name!r} must start with a letter and use only letters, "
@@ -79,7 +79,7 @@ def lab_of_netns(netns: str):
         return None
     rest = netns[len(NETNS_PREFIX):]
     lab, sep, node = rest.partition(".")
-    if not sep or not node or not _LAB_RE.match(lab):
+    if not sep or not node or not _LAB_RE.fullmatch(lab):
         return None
     return lab
 

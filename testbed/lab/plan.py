@@ -150,9 +150,14 @@ def _role(topo, name: str) -> str:
 
 
 def _link_spec(name: str, opts: dict, links: Mapping[str, object], field_name: str) -> LinkSpec:
-    if name in links:
-        return resolve_link(links[name], f"links.{name}")
     default = opts.get("profile")
+    if name in links:
+        value = links[name]
+        # Fields given without a preset adjust the topology's default preset
+        # (--set direct.delay=3ms keeps direct-interconnect's rate and MTU).
+        if isinstance(value, Mapping) and "preset" not in value and isinstance(default, str):
+            value = {"preset": default, **value}
+        return resolve_link(value, f"links.{name}")
     if default is not None:
         return resolve_link(default, f"{field_name}.profile")
     return LinkSpec(forward=LinkProfile(), reverse=LinkProfile())

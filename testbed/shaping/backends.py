@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 
 from testbed.errors import EnvironmentProblem, InputError
 
-__all__ = ["BACKENDS", "select", "explain"]
+__all__ = ["BACKENDS", "check_name", "select", "explain"]
 
 
 def _registry() -> Dict[str, type]:
@@ -32,9 +32,14 @@ def explain() -> Tuple[str, str]:
     return "userspace", f"netem unavailable: {netem_why}; using the NFQUEUE delay line"
 
 
-def select(name: str = "auto"):
+def check_name(name: str) -> str:
     if name not in BACKENDS:
         raise InputError("backend", f"unknown delay backend {name!r} (choose from {', '.join(BACKENDS)})")
+    return name
+
+
+def select(name: str = "auto"):
+    check_name(name)
     registry = _registry()
     if name == "auto":
         name, _why = explain()

@@ -138,19 +138,11 @@ def test_guard_chain():
     assert len(guard_chain("x" * 16)) <= 28
 
 
-_NEWLINE_BUG = (
-    "naming.py lines 34-35: _LAB_RE / _NODE_RE end in '$', which also matches "
-    "before a trailing newline, so 'lab1\\n' / 'h1\\n' pass; use '\\Z' or fullmatch"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=_NEWLINE_BUG)
 def test_lab_name_with_trailing_newline_rejected():
     with pytest.raises(InputError):
         check_lab_name("lab1\n")
 
 
-@pytest.mark.xfail(strict=True, reason=_NEWLINE_BUG)
 def test_node_name_with_trailing_newline_rejected():
     with pytest.raises(InputError):
         check_node_name("h1\n")

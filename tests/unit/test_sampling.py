@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from typing import Callable, List, Sequence
+from typing import List, Sequence
 
 import pytest
 
@@ -238,7 +238,9 @@ def test_zero_loss_never_drops():
 
 
 def _ge_from_profile(loss_pct: float, burst_pkts: float, seed: int) -> GilbertElliottLoss:
-    profile = LinkProfile(loss_pct=loss_pct, loss_model="gilbert-elliott", loss_burst_pkts=burst_pkts)
+    profile = LinkProfile(
+        loss_pct=loss_pct, loss_model="gilbert-elliott", loss_burst_pkts=burst_pkts
+    )
     return GilbertElliottLoss(rng=random.Random(seed), **profile.gilbert_elliott_params())
 
 
