@@ -188,7 +188,11 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
                         entry["tcp"].get("intervals", []), options.tolerance_pct / 100.0)
                 continue
             progress(f"[{variant.name}] {kind} {src.name} -> {dst.name}")
-            entry[kind] = _trim(kind, _run_step(kind, options, src, dst))
+            try:
+                entry[kind] = _trim(kind, _run_step(kind, options, src, dst))
+            except TestbedError:
+                lab.check()  # a dead delay line is the real cause: say so
+                raise
             if kind == "tcp":
                 tcp_options = options
             if kind == "path":
