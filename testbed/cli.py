@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="LINK.FIELD=VALUE (link profile), PARAM=VALUE (topology parameter), "
                         "block=CIDR, backend=auto|netem|userspace")
+    u.add_argument("--cli", action="store_true", help="open Mininet's CLI on the lab once it is up")
 
     e = sub.add_parser("exec", help="run a command on a lab host: testbed exec LAB HOST -- CMD ...")
     e.add_argument("lab")
@@ -126,6 +127,11 @@ def _cmd_up(args) -> int:
     for host in lab.hosts():
         print(f"  {host.name:<10} {host.ip}")
     print(f"try: testbed exec {lab.name} {lab.hosts()[0].name} -- ping -c 3 {lab.hosts()[-1].ip}")
+    if args.cli:
+        from testbed.lab.minicli import run_cli
+
+        print("Mininet CLI on the lab; 'exit' leaves it, the lab stays up until 'testbed down'")
+        run_cli(lab)
     return 0
 
 
