@@ -1,0 +1,397 @@
+"""Independent oracles for the integration tests: the kernel's own tools, parsed here.
+
+Nothing in this module imports the testbed: the state of namespaces, links,
+qdiscs, bridges and iptables is read back with ``ip -json``, ``tc -json``,
+``bridge -json`` and ``iptables -S`` and parsed here, so the code under test
+is never its own oracle (pyroute2's test helpers do the same). Also the
+statistics the accuracy tests judge by (binomial interval, loss bursts) and
+:func:`judge_repeated`, which runs a measurement up to N times and passes
+when enough samples are inside tolerance, printing expected, measured and
+both bounds when they are not.
+
+Every command is an argv list with a timeout and a checked exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+__all__ = [
+    "IT_PREFIX",
+    "REPO_ROOT",
+    "STATE_DIR",
+    "subprocess_env",
+    "run_cmd",
+    "netns_names",
+    "lab_netns_names",
+    "ip_json",
+    "tc_qdiscs",
+    "tc_classes",
+    "parse_tc_rate_bps",
+    "iptables_rules",
+    "iptables_chain_packets",
+    "bridge_port_states",
+    "link_operstates",
+    "wait_namespaces_ready",
+    "lab_ready_problems",
+    "root_snapshot",
+    "diff_snapshots",
+    "pid_running",
+    "pid_start_time",
+    "binomial_interval",
+    "loss_bursts",
+    "mean",
+    "stdev",
+    "Sample",
+    "judge_repeated",
+]
+
+#: Every lab and namespace these tests make starts with this (netns ``tb.it-...``).
+IT_PREFIX = "it-"
+CMD_TIMEOUT_S = 15.0
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Where labs keep their state (the library's default, or TESTBED_STATE_DIR).
+STATE_DIR = Path(os.environ.get("TESTBED_STATE_DIR", "/run/testbed"))
+
+
+def subprocess_env() -> Dict[str, str]:
+    """Environment for ``python -m testbed...`` subprocesses: this checkout first."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def run_cmd(argv: Sequence[str], timeout_s: float = CMD_TIMEOUT_S, check: bool = True,
+            **kwargs) -> subprocess.CompletedProcess:
+    """Run ``argv``; AssertionError with its stderr if it fails and ``check``."""
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s,
+                          **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}"
+        )
+    return proc
+
+
+def _json(argv: Sequence[str], timeout_s: float = CMD_TIMEOUT_S):
+    text = run_cmd(argv, timeout_s).stdout.strip()
+    return json.loads(text) if text else []
+
+
+# -- namespaces, links, addresses ---------------------------------------------
+
+def netns_names() -> List[str]:
+    """Every named network namespace (``ip -json netns list``)."""
+    return sorted(entry["name"] for entry in _json(["ip", "-json", "netns", "list"]))
+
+
+def lab_netns_names(lab: str) -> List[str]:
+    """The namespaces of lab ``lab``: ``tb.<lab>.<node>`` and ``tb.<lab>._w<id>``."""
+    prefix = f"tb.{lab}."
+    return [n for n in netns_names() if n.startswith(prefix)]
+
+
+def ip_json(args: Sequence[str], netns: Optional[str] = None):
+    """``ip -json [-n NETNS] ARGS...`` decoded."""
+    argv = ["ip", "-json"] + (["-n", netns] if netns else []) + list(args)
+    return _json(argv)
+
+
+def link_operstates(netns: str) -> Dict[str, str]:
+    """Interface name -> operstate inside ``netns`` (loopback left out)."""
+    return {d["ifname"]: d.get("operstate", "UNKNOWN")
+            for d in ip_json(["link", "show"], netns) if d.get("ifname") != "lo"}
+
+
+def bridge_port_states(netns: str) -> Dict[str, str]:
+    """Bridge port -> STP state ("forwarding", "disabled", ...) inside ``netns``."""
+    return {d["ifname"]: d.get("state", "unknown")
+            for d in _json(["bridge", "-json", "-n", netns, "link", "show"])}
+
+
+def lab_ready_problems(lab: str) -> List[str]:
+    """What keeps lab ``lab`` from carrying traffic right now (empty: ready).
+
+    Every interface of every lab namespace must be operationally UP (veths)
+    or UNKNOWN, and every bridge port must be forwarding.
+    """
+    problems = []
+    names = lab_netns_names(lab)
+    if not names:
+        return [f"lab {lab} has no namespaces"]
+    for netns in names:
+        for ifname, state in link_operstates(netns).items():
+            if state not in ("UP", "UNKNOWN"):
+                problems.append(f"{netns}:{ifname} operstate {state}")
+        for ifname, state in bridge_port_states(netns).items():
+            if state != "forwarding":
+                problems.append(f"{netns}:{ifname} bridge port {state}")
+    return problems
+
+
+def wait_namespaces_ready(lab: str, timeout_s: float = 5.0) -> float:
+    """Poll until :func:`lab_ready_problems` is empty; return the seconds waited."""
+    start = time.monotonic()
+    deadline = start + timeout_s
+    while True:
+        problems = lab_ready_problems(lab)
+        if not problems:
+            return time.monotonic() - start
+        if time.monotonic() > deadline:
+            raise AssertionError(f"lab {lab} not ready after {timeout_s:g} s: {problems}")
+        time.sleep(0.02)
+
+
+# -- tc ----------------------------------------------------------------------
+
+_RATE_UNITS = {"": 1, "bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "tbit": 1e12,
+               "bps": 8, "kbps": 8e3, "mbps": 8e6, "gbps": 8e9, "tbps": 8e12}
+
+
+def parse_tc_rate_bps(text) -> int:
+    """A rate as tc prints it ("5Gbit", "95600Kbit", "1000000000" bytes/s in JSON)."""
+    if isinstance(text, (int, float)):
+        return int(text) * 8  # tc -json prints rates as bytes per second
+    match = re.fullmatch(r"([\d.]+)\s*([A-Za-z]*)", str(text).strip())
+    if not match or match.group(2).lower() not in _RATE_UNITS:
+        raise ValueError(f"not a tc rate: {text!r}")
+    return int(round(float(match.group(1)) * _RATE_UNITS[match.group(2).lower()]))
+
+
+def tc_qdiscs(netns: str, dev: Optional[str] = None) -> List[dict]:
+    """``tc -json -n NETNS qdisc show [dev DEV]``."""
+    argv = ["tc", "-json", "-n", netns, "qdisc", "show"] + (["dev", dev] if dev else [])
+    return _json(argv)
+
+
+def tc_classes(netns: str, dev: str) -> List[dict]:
+    """Classes on ``dev``: ``{"kind", "handle", "rate_bps", "ceil_bps"}`` each.
+
+    Read with ``tc -json class show``; iproute2 6.1 prints htb classes as text
+    even with ``-json``, so text lines are parsed too.
+    """
+    text = run_cmd(["tc", "-json", "-n", netns, "class", "show", "dev", dev]).stdout.strip()
+    out = []
+    try:
+        for entry in json.loads(text) if text else []:
+            opts = entry.get("options", {})
+            out.append({"kind": entry.get("class"), "handle": entry.get("handle"),
+                        "rate_bps": parse_tc_rate_bps(opts["rate"]) if "rate" in opts else None,
+                        "ceil_bps": parse_tc_rate_bps(opts["ceil"]) if "ceil" in opts else None})
+        return out
+    except json.JSONDecodeError:
+        pass
+    for line in text.splitlines():
+        match = re.match(r"class (\S+) (\S+) ", line.strip())
+        if not match:
+            continue
+        rate = re.search(r" rate (\S+)", line)
+        ceil = re.search(r" ceil (\S+)", line)
+        out.append({"kind": match.group(1), "handle": match.group(2),
+                    "rate_bps": parse_tc_rate_bps(rate.group(1)) if rate else None,
+                    "ceil_bps": parse_tc_rate_bps(ceil.group(1)) if ceil else None})
+    return out
+
+
+# -- iptables ----------------------------------------------------------------
+
+def iptables_rules(netns: Optional[str] = None, table: str = "filter") -> List[str]:
+    """``iptables -S`` lines of ``table`` (in ``netns``, or the root namespace)."""
+    argv = (["ip", "netns", "exec", netns] if netns else []) + [
+        "iptables", "-w", "5", "-t", table, "-S"]
+    return run_cmd(argv).stdout.splitlines()
+
+
+def iptables_chain_packets(chain: str) -> int:
+    """Packets counted by all rules of root-namespace ``chain`` (``-L -v -x -n``)."""
+    lines = run_cmd(["iptables", "-w", "5", "-L", chain, "-v", "-x", "-n"]).stdout.splitlines()
+    total = 0
+    for line in lines[2:]:  # "Chain ..." and the column header
+        fields = line.split()
+        if fields:
+            total += int(fields[0])
+    return total
+
+
+# -- the root namespace --------------------------------------------------------
+
+_VOLATILE = ("valid_life_time", "preferred_life_time", "expires", "used", "stats64",
+             "stats", "tx_queue_len_changes")
+
+
+def _scrub(value):
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if k not in _VOLATILE}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def root_snapshot(ignore_chains: Callable[[str], bool] = lambda chain: False) -> dict:
+    """Root namespace addresses, routes and iptables rules, comparable across time.
+
+    Lifetimes and counters are dropped. ``ignore_chains(name)`` leaves out
+    iptables lines that mention a chain another user's lab may add meanwhile.
+    """
+    def keep(rule: str) -> bool:
+        return not any(ignore_chains(tok) for tok in re.findall(r"TB-[a-z0-9-]+", rule))
+
+    return {
+        "addresses": _scrub(ip_json(["addr", "show"])),
+        "routes4": _scrub(ip_json(["-4", "route", "show", "table", "all"])),
+        "routes6": _scrub(ip_json(["-6", "route", "show", "table", "all"])),
+        "iptables": {t: [r for r in iptables_rules(table=t) if keep(r)]
+                     for t in ("filter", "nat", "mangle", "raw")},
+    }
+
+
+def diff_snapshots(before: dict, after: dict) -> List[str]:
+    """Human-readable differences between two :func:`root_snapshot` results."""
+    out = []
+    for key in before:
+        if before[key] != after.get(key):
+            out.append(f"{key}: before {json.dumps(before[key])[:2000]}\n"
+                       f"   after {json.dumps(after.get(key))[:2000]}")
+    return out
+
+
+# -- processes -----------------------------------------------------------------
+
+def pid_running(pid: int) -> bool:
+    """True if /proc/<pid> exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    return data[data.rindex(")") + 2:].split()[0] != "Z"
+
+
+def pid_start_time(pid: int) -> Optional[int]:
+    """Start time of process ``pid`` (clock ticks, /proc/<pid>/stat field 22), None if gone.
+
+    (pid, start time) names one process for good, even if the pid is reused.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(")") + 2:].split()[19])
+
+
+# -- statistics ----------------------------------------------------------------
+
+def mean(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("mean of no values")
+    return math.fsum(values) / len(values)
+
+
+def stdev(values: Sequence[float]) -> float:
+    """Sample standard deviation (n - 1)."""
+    if len(values) < 2:
+        raise ValueError("stdev needs two values")
+    m = mean(values)
+    return math.sqrt(math.fsum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def _binom_pmf(k: int, n: int, p: float) -> float:
+    return math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                    + k * math.log(p) + (n - k) * math.log1p(-p))
+
+
+def binomial_interval(n: int, p: float, confidence: float = 0.95) -> Tuple[int, int]:
+    """Central interval [lo, hi] of losses among ``n`` independent trials at ``p``.
+
+    ``P(X < lo) <= alpha/2`` and ``P(X > hi) <= alpha/2`` with alpha = 1 - confidence.
+    """
+    if not 0 < p < 1 or n < 1:
+        raise ValueError("need 0 < p < 1 and n >= 1")
+    tail = (1 - confidence) / 2
+    cdf = 0.0
+    lo = None
+    hi = n
+    for k in range(n + 1):
+        pk = _binom_pmf(k, n, p)
+        if lo is None and cdf + pk > tail:
+            lo = k
+        cdf += pk
+        if cdf >= 1 - tail:
+            hi = k
+            break
+    return (lo or 0), hi
+
+
+def loss_bursts(received_seqs: Iterable[int], count: int) -> List[int]:
+    """Lengths of the runs of consecutive sequence numbers in ``range(count)`` never received."""
+    got = set(received_seqs)
+    runs, current = [], 0
+    for seq in range(count):
+        if seq in got:
+            if current:
+                runs.append(current)
+            current = 0
+        else:
+            current += 1
+    if current:
+        runs.append(current)
+    return runs
+
+
+# -- judging repeated samples ----------------------------------------------------
+
+@dataclass
+class Sample:
+    measured: float
+    ok: bool
+    detail: str = ""
+
+
+def judge_repeated(
+    what: str,
+    measure: Callable[[], Tuple[float, str]],
+    expected: float,
+    low: float,
+    high: float,
+    runs: int = 3,
+    need: int = 2,
+    unit: str = "",
+) -> List[Sample]:
+    """Run ``measure()`` up to ``runs`` times; pass once ``need`` samples are in [low, high].
+
+    ``measure`` returns (measured value, free-text detail). Stops early as soon
+    as the verdict is known. On failure raises AssertionError listing expected,
+    every measured value and both bounds.
+    """
+    samples: List[Sample] = []
+    for _ in range(runs):
+        value, detail = measure()
+        samples.append(Sample(value, low <= value <= high, detail))
+        passed = sum(s.ok for s in samples)
+        left = runs - len(samples)
+        if passed >= need or passed + left < need:
+            break
+    passed = sum(s.ok for s in samples)
+    print(f"{what}: expected {expected:.4g}{unit} in [{low:.4g}, {high:.4g}]; measured "
+          + ", ".join(f"{s.measured:.4g}{'' if s.ok else ' (out)'}" for s in samples))
+    if passed < need:
+        lines = "\n".join(
+            f"  run {i + 1}: measured {s.measured:.4g}{unit} "
+            f"{'in' if s.ok else 'OUT OF'} tolerance {s.detail}".rstrip()
+            for i, s in enumerate(samples)
+        )
+        raise AssertionError(
+            f"{what}: {passed} of {len(samples)} runs in tolerance, need {need} of {runs}\n"
+            f"  expected {expected:.4g}{unit}, bounds [{low:.4g}, {high:.4g}]{unit}\n{lines}"
+        )
+    return samples

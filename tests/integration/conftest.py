@@ -1,0 +1,133 @@
+"""Fixtures for the lab integration tests (root, real namespaces).
+
+* Every test in this folder is skipped, with the reason shown, when not root.
+* ``lab_factory`` creates labs through the library
+  (``Lab.create``) and always destroy them in teardown, even when the test
+  failed. Lab names must start with ``it-`` (namespaces ``tb.it-...``), so a
+  leftover is recognisably ours and never another user's lab.
+* A session check at the end: no ``tb.it-`` namespace, no ``/run/testbed/it-``
+  state and no ``TB-it-`` guard chain may be left (oracle: ``ip netns list``,
+  the state directory, ``iptables -S``). Leftovers are removed and reported
+  as an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/helpers.py
+
+import helpers  # noqa: E402
+
+IS_ROOT = os.geteuid() == 0
+ROOT_REASON = "integration tests need root to create network namespaces (run with sudo)"
+LAB_NAME_RE = re.compile(r"^it-[a-z0-9-]{1,13}$")  # 16 characters at most
+STATE_DIR = helpers.STATE_DIR
+
+
+@pytest.fixture(autouse=True)
+def _require_root():
+    if not IS_ROOT:
+        pytest.skip(ROOT_REASON)
+
+
+def _leftovers() -> List[str]:
+    found = [f"namespace {n}" for n in helpers.netns_names()
+             if n.startswith(f"tb.{helpers.IT_PREFIX}")]
+    if STATE_DIR.is_dir():
+        found += [f"state dir {p}" for p in STATE_DIR.iterdir()
+                  if p.name.startswith(helpers.IT_PREFIX)]
+    found += [f"guard chain {r.split()[1]}" for r in helpers.iptables_rules()
+              if r.startswith(f"-N TB-{helpers.IT_PREFIX}")]
+    return found
+
+
+def _lab_names_left() -> List[str]:
+    names = set()
+    for n in helpers.netns_names():
+        if n.startswith(f"tb.{helpers.IT_PREFIX}"):
+            names.add(n[len("tb."):].split(".")[0])
+    if STATE_DIR.is_dir():
+        names |= {p.name for p in STATE_DIR.iterdir() if p.name.startswith(helpers.IT_PREFIX)}
+    for r in helpers.iptables_rules():
+        if r.startswith(f"-N TB-{helpers.IT_PREFIX}"):
+            names.add(r.split()[1][len("TB-"):])
+    return sorted(names)
+
+
+def _remove_lab(name: str) -> None:
+    from testbed.lab import teardown
+
+    teardown.teardown(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_it_lab_left_behind():
+    """After the whole session no ``it-`` lab may remain (checked with ip/iptables)."""
+    yield
+    if not IS_ROOT:
+        return
+    left = _leftovers()
+    if left:
+        for name in _lab_names_left():
+            _remove_lab(name)
+        pytest.fail("integration tests left lab pieces behind (now removed): "
+                    + ", ".join(left), pytrace=False)
+
+
+class LabFactory:
+    """Creates labs with ``Lab.create`` and destroys every one of them in ``close``."""
+
+    def __init__(self):
+        self.labs = []
+
+    def create(self, topology: str, name: str, ready: bool = True, **kwargs):
+        """``Lab.create(topology, name=name, **kwargs)``, destroyed at teardown.
+
+        With ``ready`` it waits (polling ``ip``/``bridge`` with a deadline)
+        until every interface is up and every bridge port forwards.
+        """
+        from testbed.lab.lab import Lab
+
+        if not LAB_NAME_RE.match(name):
+            raise ValueError(f"test lab names must match {LAB_NAME_RE.pattern}: {name!r}")
+        if helpers.lab_netns_names(name) or (STATE_DIR / name).exists():
+            _remove_lab(name)  # a leftover of an interrupted earlier run: ours by name
+        lab = Lab.create(topology, name=name, **kwargs)
+        self.labs.append(lab)
+        if ready:
+            helpers.wait_namespaces_ready(name)
+        return lab
+
+    def forget(self, lab) -> None:
+        """The test destroyed ``lab`` itself: teardown leaves it alone."""
+        self.labs = [l for l in self.labs if l is not lab]
+
+    def close(self) -> None:
+        errors = []
+        for lab in reversed(self.labs):
+            try:
+                lab.destroy()
+            except Exception as exc:  # keep destroying the others
+                errors.append(f"{lab.name}: {exc!r}")
+        self.labs = []
+        if errors:
+            raise AssertionError("destroying test labs failed: " + "; ".join(errors))
+
+
+@pytest.fixture
+def lab_factory():
+    if not IS_ROOT:
+        pytest.skip(ROOT_REASON)
+    factory = LabFactory()
+    try:
+        yield factory
+    finally:
+        factory.close()
+

@@ -1,0 +1,206 @@
+"""Accuracy of the userspace delay line: delay, jitter, random and bursty loss.
+
+Each accuracy figure is judged on repeated samples (at least 2 of 3 in
+tolerance); a failure prints expected, every measured value and both bounds.
+The figures are computed here from raw samples (ping RTTs, per-probe
+sequence numbers and one-way delays), not taken from the runners' summaries,
+and the statistics come from :mod:`helpers`.
+
+* delay: idle ping RTT mean within 0.3 ms of twice the one-way delay;
+* jitter: one-way delay standard deviation within 15 % of ``jitter`` from
+  probes spaced well above it, and no probe reordered (reorder is off);
+* loss: lost probes inside the 95 % binomial interval at 1 %;
+* Gilbert-Elliott: mean length of runs of consecutive lost sequence numbers
+  within 15 % of the model's mean burst ``1/r`` (= ``loss_burst``).
+
+Measuring both directions at once (``run_both``) gives two independent
+samples per run: each direction is its own queue with its own random stream.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Tuple
+
+import pytest
+
+import helpers
+from testbed.measure import RUNNERS
+
+pytestmark = pytest.mark.integration
+
+DELAY_TOLERANCE_MS = 0.3
+JITTER_TOLERANCE = 0.15
+BURST_TOLERANCE = 0.15
+
+
+def _warm_up(lab) -> None:
+    """One exchange each way so ARP is resolved before anything is timed."""
+    h1, h2 = lab.node("h1"), lab.node("h2")
+    RUNNERS["ping"].run(h1, h2, count=2, interval_s=0.05, timeout_s=2.0)
+
+
+def _both_directions(run: Callable[[], dict]) -> Callable[[], Tuple[dict, str]]:
+    """A measure() that hands out forward, then reverse, of one ``run_both`` call."""
+    pending: List[Tuple[dict, str]] = []
+
+    def next_sample() -> Tuple[dict, str]:
+        if not pending:
+            result = run()
+            pending.extend([(result["forward"], "h1->h2"), (result["reverse"], "h2->h1")])
+        return pending.pop(0)
+    return next_sample
+
+
+def _received_seqs(result: dict) -> List[int]:
+    return [p["seq"] for p in result["packets"]]
+
+
+def _reordered(result: dict) -> int:
+    """First arrivals whose sequence number is below one already seen."""
+    seen, highest, count = set(), -1, 0
+    for seq in _received_seqs(result):
+        if seq in seen:
+            continue
+        seen.add(seq)
+        if seq < highest:
+            count += 1
+        highest = max(highest, seq)
+    return count
+
+
+# -- delay ---------------------------------------------------------------------
+
+STATS_WRITE_BUG = (
+    "testbed/delayline/line.py DelayLine.run: write_stats() runs every STATS_PERIOD_S "
+    "(0.5 s) in the release loop whatever is due; it sorts every lateness window "
+    "(0.6 ms with few samples, 8.5 ms with 20000 per queue) and releases due meanwhile "
+    "go out late, ~1 ping in 10 at 40 ms one way by 1-3 ms (mean RTT 80.26-80.46 ms; "
+    "with the periodic write disabled 80.15-80.21 ms)")
+
+
+@pytest.mark.parametrize("delay_ms", [
+    5,
+    # not strict: the late tail hits the mean or not depending on how the ping
+    # schedule falls against the stats timer; test_releases_are_not_held_by_stats
+    # proves the bug deterministically
+    pytest.param(40, marks=pytest.mark.xfail(strict=False, reason=STATS_WRITE_BUG)),
+])
+def test_ping_rtt_matches_configured_delay(lab_factory, delay_ms):
+    lab = lab_factory.create("pair", name=f"it-delay-{delay_ms}",
+                             links={"link": {"delay": f"{delay_ms}ms"}})
+    _warm_up(lab)
+    h1, h2 = lab.node("h1"), lab.node("h2")
+    expected = 2.0 * delay_ms
+
+    def measure():
+        result = RUNNERS["ping"].run(h1, h2, count=50, interval_s=0.05, timeout_s=2.0)
+        samples = result["samples_ms"]
+        if len(samples) < 45:
+            raise AssertionError(f"only {len(samples)} of 50 pings answered on a lossless link")
+        return helpers.mean(samples), (
+            f"(min {min(samples):.2f}, max {max(samples):.2f} ms, n={len(samples)})")
+
+    helpers.judge_repeated(f"ping RTT over a {delay_ms} ms one-way link", measure, expected,
+                           expected - DELAY_TOLERANCE_MS, expected + DELAY_TOLERANCE_MS,
+                           unit=" ms")
+
+
+# -- jitter --------------------------------------------------------------------
+
+@pytest.mark.parametrize("jitter_ms", [2, 5])
+def test_owd_stdev_matches_configured_jitter(lab_factory, jitter_ms):
+    lab = lab_factory.create("pair", name=f"it-jitter-{jitter_ms}",
+                             links={"link": {"delay": "20ms", "jitter": f"{jitter_ms}ms"}})
+    _warm_up(lab)
+    h1, h2 = lab.node("h1"), lab.node("h2")
+    count = 250
+    next_sample = _both_directions(
+        lambda: RUNNERS["owd"].run_both(h1, h2, count=count, interval_ms=20.0, port=5311))
+    reorders = []
+
+    def measure():
+        result, direction = next_sample()
+        samples = result["samples_ms"]
+        if len(samples) < count * 0.98:
+            raise AssertionError(f"{direction}: {len(samples)} of {count} probes arrived")
+        reorders.append((direction, _reordered(result)))
+        return helpers.stdev(samples), (
+            f"{direction} (mean {helpers.mean(samples):.2f} ms, n={len(samples)})")
+
+    helpers.judge_repeated(f"one-way delay stdev with jitter {jitter_ms} ms", measure,
+                           float(jitter_ms), jitter_ms * (1 - JITTER_TOLERANCE),
+                           jitter_ms * (1 + JITTER_TOLERANCE), unit=" ms")
+    assert all(n == 0 for _d, n in reorders), f"reordered probes with reorder off: {reorders}"
+
+
+# -- loss ------------------------------------------------------------------------
+
+def test_random_loss_within_binomial_interval(lab_factory):
+    lab = lab_factory.create("pair", name="it-loss", links={"link": {"loss": "1%"}})
+    _warm_up(lab)
+    h1, h2 = lab.node("h1"), lab.node("h2")
+    count = 5000
+    low, high = helpers.binomial_interval(count, 0.01, 0.95)
+    next_sample = _both_directions(
+        lambda: RUNNERS["owd"].run_both(h1, h2, count=count, interval_ms=0.5, port=5321))
+
+    def measure():
+        result, direction = next_sample()
+        lost = count - len(set(_received_seqs(result)))
+        return float(lost), f"{direction} (of {count} probes)"
+
+    helpers.judge_repeated("probes lost at 1 % random loss", measure, count * 0.01,
+                           low, high, unit=" lost")
+
+
+def test_gilbert_elliott_mean_burst_length(lab_factory):
+    burst_pkts = 4
+    lab = lab_factory.create("pair", name="it-ge", links={"link": {
+        "loss": "5%", "loss_model": "gilbert-elliott", "loss_burst": str(burst_pkts)}})
+    _warm_up(lab)
+    h1, h2 = lab.node("h1"), lab.node("h2")
+    count = 16000  # ~ count * 5 % / 4 = 200 bursts per sample
+    next_sample = _both_directions(
+        lambda: RUNNERS["owd"].run_both(h1, h2, count=count, interval_ms=0.25, port=5331))
+
+    def measure():
+        result, direction = next_sample()
+        bursts = helpers.loss_bursts(_received_seqs(result), count)
+        if len(bursts) < 120:
+            raise AssertionError(f"{direction}: only {len(bursts)} loss bursts in {count} probes")
+        lost = sum(bursts)
+        return helpers.mean(bursts), (
+            f"{direction} ({len(bursts)} bursts, {100.0 * lost / count:.2f} % lost)")
+
+    helpers.judge_repeated("Gilbert-Elliott mean loss burst", measure, float(burst_pkts),
+                           burst_pkts * (1 - BURST_TOLERANCE), burst_pkts * (1 + BURST_TOLERANCE),
+                           unit=" packets")
+    stats = lab.delay_line_stats()
+    kernel_drops = sum(q.get("dropped_queue", 0) for d in stats for q in d.get("queues", []))
+    assert kernel_drops == 0, f"NFQUEUE overflowed ({kernel_drops} drops): bursts not the model's"
+
+
+@pytest.mark.xfail(strict=True, reason=STATS_WRITE_BUG)
+def test_releases_are_not_held_by_stats(lab_factory):
+    """With a busy queue, releases stay on time: at most 0.5 % of probes over 3 ms late, none over 6 ms.
+
+    20000 probes each way first fill the line's lateness windows (what makes
+    its periodic statistics slow), then 2000 probes 1 ms apart: the queue is
+    never empty, so every pause of the release loop delays probes. Measured
+    here with the bug: up to 11 ms late, 3 % of probes over 3 ms; with the
+    periodic write disabled: at most 4.1 ms, 0-0.3 % over 3 ms.
+    """
+    delay_ms, late_ms, worst_limit_ms, share_limit = 40.0, 3.0, 6.0, 0.005
+    lab = lab_factory.create("pair", name="it-stats", links={"link": {"delay": f"{delay_ms:g}ms"}})
+    _warm_up(lab)
+    h1, h2 = lab.node("h1"), lab.node("h2")
+    RUNNERS["owd"].run_both(h1, h2, count=20000, interval_ms=0.1, port=5341)
+    count = 2000
+    result = RUNNERS["owd"].run_both(h1, h2, count=count, interval_ms=1.0, port=5342)
+    worst = {d: round(max(r["samples_ms"]) - delay_ms, 3) for d, r in result.items()}
+    over = {d: sum(1 for x in r["samples_ms"] if x > delay_ms + late_ms)
+            for d, r in result.items()}
+    assert all(w <= worst_limit_ms for w in worst.values()) and all(
+        n <= share_limit * count for n in over.values()), (
+        f"late releases: worst {worst} ms (limit {worst_limit_ms} ms); probes more than "
+        f"{late_ms} ms late {over} of {count} each (limit {share_limit * count:g})")
