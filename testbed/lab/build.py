@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Mapping
 
@@ -29,6 +30,7 @@ __all__ = [
     "all_namespaces",
     "configure_wire",
     "wire_sysctls",
+    "wait_ready",
     "configure_nodes",
     "set_sysctls",
     "remove_namespace",
@@ -37,6 +39,9 @@ __all__ = [
 
 BRIDGE = "br0"
 BR_NF_SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+BR_STATE_FORWARDING = 3
+READY_TIMEOUT_S = 10.0
+READY_POLL_S = 0.02
 SYSCTL_TIMEOUT_S = 10
 
 
@@ -198,6 +203,48 @@ def wire_sysctls(link: LinkPlan, userspace: bool) -> Dict[str, str]:
             "modprobe br_netfilter (see 'testbed doctor')",
         )
     return values
+
+
+def _not_ready(name: str) -> List[str]:
+    """Interfaces of one namespace that cannot carry traffic yet."""
+    problems = []
+    with open_ns(name) as ns:
+        for link in ns.get_links():
+            ifname = link.get_attr("IFLA_IFNAME")
+            state = link.get_attr("IFLA_OPERSTATE")
+            if ifname != "lo" and state not in ("UP", "UNKNOWN"):
+                problems.append(f"{name}:{ifname} is {state}")
+            info = link.get_attr("IFLA_LINKINFO")
+            slave = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
+            port_state = slave.get_attr("IFLA_BRPORT_STATE") if slave else None
+            if port_state is not None and port_state != BR_STATE_FORWARDING:
+                problems.append(f"{name}:{ifname} bridge port state {port_state}")
+    return problems
+
+
+def wait_ready(plan: LabPlan, timeout_s: float = READY_TIMEOUT_S) -> float:
+    """Poll until every interface is up and every bridge port forwards.
+
+    The kernel reports a new veth's carrier asynchronously (linkwatch may defer
+    it up to a second); until then a bridge port is disabled and the first ARP
+    of a run is lost. Returns the seconds waited.
+    """
+    start = time.monotonic()
+    pending = all_namespaces(plan)
+    while True:
+        problems = []
+        still = []
+        for name in pending:
+            found = _not_ready(name)
+            if found:
+                still.append(name)
+                problems += found
+        if not problems:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout_s:
+            raise KernelError(f"lab not forwarding after {timeout_s:g} s: {', '.join(problems[:5])}")
+        pending = still
+        time.sleep(READY_POLL_S)
 
 
 def remove_namespace(name: str) -> None:

@@ -121,6 +121,7 @@ class Lab:
             _shape(plan, delay_backend)
             if delay_backend.name == "userspace":
                 delay_backend.start(plan, lab_dir, records, seed=seed)
+            doc["ready_after_s"] = round(build.wait_ready(plan), 3)
             doc["status"] = "up"
         except BaseException:
             doc["procs"] = [r.to_dict() for r in records]

@@ -205,13 +205,6 @@ def test_killed_delay_line_is_detected(lab_factory):
 
 # -- readiness -----------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Lab.create (testbed/lab/lab.py) returns before a wire of an impaired link without "
-    "a rate carries traffic: port-a is still operstate DOWN and its bridge port "
-    "disabled for 0.4-0.7 s (the kernel's linkwatch defers the carrier event up to 1 s; "
-    "a rate's tc calls happen to flush it), and nothing (build.configure_wire or "
-    "create) waits for operstate UP / bridge port forwarding. The first ARP is dropped, "
-    "so the first ~1 s of traffic is lost or held until ARP retries"))
 def test_create_returns_a_lab_that_forwards(lab_factory):
     # delay only: no htb on the wire (whose tc calls would hide the problem)
     lab_factory.create("pair", name="it-ready", ready=False, links={"link": {"delay": "5ms"}})
