@@ -18,7 +18,7 @@ by the parent): the kernel drops and counts (``queue_dropped``) beyond it.
 Timing: the loop sleeps in ``select`` until shortly before the next release
 and spins for the last stretch; the sleep's lead adapts to the wake-up
 overshoot measured on this machine. Lateness (actual minus due release time)
-of every packet is recorded and reported.
+of every packet is recorded (a histogram: cheap to read while running) and reported.
 """
 
 from __future__ import annotations
@@ -38,13 +38,14 @@ from typing import Dict, List, Optional
 
 from netfilterqueue import COPY_META, COPY_PACKET, NetfilterQueue
 
+from testbed.delayline.latehist import LatenessHistogram
 from testbed.delayline.sampling import Bernoulli, DelaySampler, make_loss
 
 __all__ = ["DelayLine", "QueueState", "run_from_config"]
 
 PR_SET_TIMERSLACK = 29
 STATS_PERIOD_S = 0.5
-LATE_WINDOW = 20_000  # lateness samples kept for percentiles
+STATS_GAP_S = 0.002
 LEAD_MIN_S = 300e-6
 LEAD_MAX_S = 1e-3
 IDLE_WAIT_S = 0.25
@@ -77,7 +78,7 @@ class QueueState:
         self.seq = 0
         self.counters = dict(received=0, accepted=0, dropped_loss=0, duplicated=0,
                              corrupted=0, reordered=0, held_max=0, kernel_ts=0)
-        self.late_s: collections.deque = collections.deque(maxlen=LATE_WINDOW)
+        self.late = LatenessHistogram()
         self.nfq: Optional[NetfilterQueue] = None
 
     def head_due(self) -> float:
@@ -166,7 +167,7 @@ class DelayLine:
         payload = pkt.get_payload() if dup else None
         pkt.accept()
         q.counters["accepted"] += 1
-        q.late_s.append(time.monotonic() - due)
+        q.late.add(time.monotonic() - due)
         if dup and payload:
             self._inject(payload)
             q.counters["duplicated"] += 1
@@ -198,18 +199,17 @@ class DelayLine:
         drops = self._queue_drops()
         out = []
         for q in self.queues:
-            late = sorted(q.late_s)
-            n = len(late)
+            late = q.late
 
-            def pct(p: float) -> Optional[float]:
-                return round(late[min(n - 1, int(p * n))] * 1000.0, 4) if n else None
+            def ms(value: Optional[float]) -> Optional[float]:
+                return None if value is None else round(value * 1000.0, 4)
 
             out.append(dict(
                 queue_num=q.num, link=q.cfg.get("link"), direction=q.cfg.get("direction"),
                 ifname=q.cfg.get("ifname"), held=q.held(),
                 dropped_queue=drops.get(q.num, 0), **q.counters,
-                late_ms={"p50": pct(0.5), "p99": pct(0.99),
-                         "max": round(late[-1] * 1000.0, 4) if n else None, "samples": n},
+                late_ms={"p50": ms(late.percentile_s(0.5)), "p99": ms(late.percentile_s(0.99)),
+                         "max": ms(late.max_s if late.total else None), "samples": late.total},
             ))
         doc = dict(pid=os.getpid(), ready=ready, final=final,
                    uptime_s=round(time.monotonic() - self.started, 3),
@@ -268,7 +268,8 @@ class DelayLine:
                     self.lead_s = min(LEAD_MAX_S, max(LEAD_MIN_S, 0.9 * self.lead_s + 0.1 * (over + 100e-6)))
                 for fd in ready:
                     fds[fd].nfq.run(block=False)
-                if woke >= next_stats:
+                # stats wait for a gap of at least STATS_GAP_S before the next release
+                if woke >= next_stats and due - woke > STATS_GAP_S:
                     self.write_stats()
                     next_stats = woke + STATS_PERIOD_S
         finally:

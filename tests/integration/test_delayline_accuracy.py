@@ -83,7 +83,7 @@ STATS_WRITE_BUG = (
     # not strict: the late tail hits the mean or not depending on how the ping
     # schedule falls against the stats timer; test_releases_are_not_held_by_stats
     # proves the bug deterministically
-    pytest.param(40, marks=pytest.mark.xfail(strict=False, reason=STATS_WRITE_BUG)),
+    40,
 ])
 def test_ping_rtt_matches_configured_delay(lab_factory, delay_ms):
     lab = lab_factory.create("pair", name=f"it-delay-{delay_ms}",
@@ -180,7 +180,6 @@ def test_gilbert_elliott_mean_burst_length(lab_factory):
     assert kernel_drops == 0, f"NFQUEUE overflowed ({kernel_drops} drops): bursts not the model's"
 
 
-@pytest.mark.xfail(strict=True, reason=STATS_WRITE_BUG)
 def test_releases_are_not_held_by_stats(lab_factory):
     """With a busy queue, releases stay on time: at most 0.5 % of probes over 3 ms late, none over 6 ms.
 
