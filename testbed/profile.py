@@ -98,6 +98,8 @@ __all__ = [
 DEFAULT_MTU_BYTES = 1500
 #: A BDP-sized queue never holds fewer than this many full-size packets.
 BDP_FLOOR_PACKETS = 64
+#: Shortest round trip a BDP queue is sized for (rate-only links have no delay of their own).
+BDP_MIN_RTT_MS = 2.0
 #: Queue of an unshaped link whose queue is given as a multiple of the BDP.
 UNSHAPED_QUEUE_PACKETS = 1000
 #: Default mean loss-burst length (packets) of the Gilbert-Elliott model.
@@ -183,7 +185,8 @@ class QueueSpec(BaseModel):
     ) -> Tuple[str, int]:
         """The queue limit as ``("packets", n)`` or ``("bytes", n)``.
 
-        A BDP queue is ``value x rate_bps/8 x rtt_ms/1000`` bytes (rounded up),
+        A BDP queue is ``value x rate_bps/8 x max(rtt_ms, BDP_MIN_RTT_MS)/1000``
+        bytes (rounded up),
         at least ``BDP_FLOOR_PACKETS x mtu`` bytes; with no rate it is
         ``("packets", UNSHAPED_QUEUE_PACKETS)``. ``mtu`` None means 1500.
         """
@@ -196,7 +199,10 @@ class QueueSpec(BaseModel):
         if not math.isfinite(rtt_ms) or rtt_ms < 0:
             raise ValueError(f"rtt_ms must be a finite number >= 0, got {rtt_ms!r}")
         mtu_bytes = DEFAULT_MTU_BYTES if mtu is None else int(mtu)
-        bdp_bytes = rate_bps / 8 * rtt_ms / 1000
+        # A link's own delay may be zero (a rate-only link): the BDP then uses
+        # BDP_MIN_RTT_MS, so the queue still grows with the rate (64 packets
+        # at 5 Gbit/s made TCP retransmit a quarter of its segments).
+        bdp_bytes = rate_bps / 8 * max(rtt_ms, BDP_MIN_RTT_MS) / 1000
         # round() first so float noise (3750000.0000000005) does not add a byte
         limit_bytes = math.ceil(round(self.value * bdp_bytes, 6))
         return ("bytes", max(limit_bytes, BDP_FLOOR_PACKETS * mtu_bytes))

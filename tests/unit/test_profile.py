@@ -94,10 +94,12 @@ def test_queue_model_rejects_fractional_packets():
         (1.5, 1_000_000_000, 20.0, 1500, ("bytes", 3_750_000)),
         # 100 Mbit/s = 12,500,000 B/s; x 0.010 s = 125,000 B > floor 96,000 B
         (1.0, 100_000_000, 10.0, 1500, ("bytes", 125_000)),
-        # 10 Mbit/s x 1 ms = 1,250 B < floor 64 x 1500 = 96,000 B (mtu None -> 1500)
+        # 10 Mbit/s x 2 ms (the minimum RTT) = 2,500 B < floor 64 x 1500 = 96,000 B
         (1.0, 10_000_000, 1.0, None, ("bytes", 96_000)),
-        # zero delay: floor 64 x 9000 = 576,000 B
-        (2.0, 10_000_000_000, 0.0, 9000, ("bytes", 576_000)),
+        # zero delay: 10 Gbit/s x 2 ms (minimum RTT) = 2,500,000 B; x 2 = 5,000,000 B
+        (2.0, 10_000_000_000, 0.0, 9000, ("bytes", 5_000_000)),
+        # zero delay, slow link: 100 Mbit/s x 2 ms = 25,000 B < floor 64 x 9000 = 576,000 B
+        (2.0, 100_000_000, 0.0, 9000, ("bytes", 576_000)),
         # 8,000,001 bit/s x 1 s = 1,000,000.125 B -> rounded up to 1,000,001
         (1.0, 8_000_001, 1000.0, 1500, ("bytes", 1_000_001)),
         # us-east <-> us-west: 1 Gbit/s x 87 ms = 10,875,000 B; x 2 = 21,750,000
