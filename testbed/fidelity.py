@@ -26,6 +26,7 @@ ETHERNET_HEADER_BYTES = 14  # what htb counts beyond the IP packet
 RTT_FLOOR_MS = 0.3  # absolute slack below which RTT differences are noise
 LATE_WARN_MS = 1.0  # delay line p99 lateness beyond which results are suspect
 MATHIS_C = 1.22
+CPU_BUSY_WARN_PCT = 90.0  # all cores together
 
 
 def _adjacency(plan: dict):
@@ -172,6 +173,12 @@ def checks(pred: dict, variant: dict, tolerances: dict, window_bytes: Optional[i
     if path and path.get("path_mtu"):
         ok = path["path_mtu"] == pred["path_mtu"]
         out.append(_check("path_mtu", pred["path_mtu"], path["path_mtu"], 0, "pass" if ok else "fail"))
+    busy = (variant.get("emulator") or {}).get("cpu_busy_pct")
+    if busy is not None:
+        ok = busy <= CPU_BUSY_WARN_PCT
+        out.append(_check("cpu_busy_pct_during_tcp", CPU_BUSY_WARN_PCT, busy, None,
+                          "pass" if ok else "warn",
+                          "" if ok else "the machine was saturated: throughput may be the emulator's limit"))
     for line in (variant.get("emulator") or {}).get("delay_lines", []):
         late = line.get("late_p99_ms")
         if late is None:

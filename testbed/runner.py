@@ -118,6 +118,19 @@ def _delay_line_summary(lab: Lab) -> List[dict]:
     return out
 
 
+def _cpu_times():
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy_pct(before, after) -> float:
+    total = after[1] - before[1]
+    return round(100.0 * (after[0] - before[0]) / total, 1) if total > 0 else 0.0
+
+
 def _wait_connectivity(src, dst, deadline_s: float = CONNECT_DEADLINE_S) -> float:
     """Seconds from now until a ping crosses (neighbour tables, bridges settle)."""
     start = time.monotonic()
@@ -181,6 +194,7 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
         entry["endpoints"] = {"src": src.name, "dst": dst.name}
         entry["time_to_connectivity_s"] = _wait_connectivity(src, dst)
         tcp_options = None
+        busy = {}
         for kind, options in scenario.steps():
             if kind == "steady":
                 if entry.get("tcp"):
@@ -188,17 +202,20 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
                         entry["tcp"].get("intervals", []), options.tolerance_pct / 100.0)
                 continue
             progress(f"[{variant.name}] {kind} {src.name} -> {dst.name}")
+            cpu_before = _cpu_times()
             try:
                 entry[kind] = _trim(kind, _run_step(kind, options, src, dst))
             except TestbedError:
                 lab.check()  # a dead delay line is the real cause: say so
                 raise
+            busy[kind] = _busy_pct(cpu_before, _cpu_times())
             if kind == "tcp":
                 tcp_options = options
             if kind == "path":
                 entry["path"].update(_hops(lab, src.name, dst.name, entry["path"].get("routers", [])))
             lab.check()
-        entry["emulator"] = {"delay_lines": _delay_line_summary(lab)}
+        entry["emulator"] = {"delay_lines": _delay_line_summary(lab),
+                             "cpu_busy_pct": busy.get("tcp"), "cpu_busy_pct_by_step": busy}
         l3 = [src.name] + [n for n in (entry.get("path") or {}).get("router_names", []) if n] + [dst.name]
         if not entry.get("path"):
             l3 = [src.name, dst.name]
