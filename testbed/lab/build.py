@@ -12,7 +12,6 @@ TCP settings) are set inside each namespace.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Mapping
@@ -21,6 +20,7 @@ from pyroute2 import IPRoute, NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from testbed.errors import EnvironmentProblem, KernelError
+from testbed.lab.kcmd import kernel_cmd
 from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan, LinkPlan, NodePlan
 
 __all__ = [
@@ -42,7 +42,6 @@ BR_NF_SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 BR_STATE_FORWARDING = 3
 READY_TIMEOUT_S = 10.0
 READY_POLL_S = 0.02
-SYSCTL_TIMEOUT_S = 10
 
 
 @contextmanager
@@ -161,16 +160,8 @@ def configure_nodes(plan: LabPlan) -> None:
 
 def set_sysctls(netns_name: str, values: Mapping[str, str]) -> None:
     """Set sysctls inside one namespace (per-namespace keys only)."""
-    if not values:
-        return
-    argv = ["ip", "netns", "exec", netns_name, "sysctl", "-q", "-w"]
-    argv += [f"{k}={v}" for k, v in values.items()]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=SYSCTL_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        raise KernelError(f"sysctl in {netns_name} timed out") from exc
-    if proc.returncode != 0:
-        raise KernelError(f"sysctl in {netns_name} failed: {proc.stderr.strip()}")
+    if values:
+        kernel_cmd(["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())], netns_name)
 
 
 def node_sysctls(node: NodePlan, host_sysctls: Mapping[str, str]) -> Dict[str, str]:

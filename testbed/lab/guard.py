@@ -13,26 +13,16 @@ from __future__ import annotations
 import subprocess
 from typing import List, Optional
 
-from testbed.errors import EnvironmentProblem, KernelError
+from testbed.lab.kcmd import kernel_cmd
 from testbed.lab.naming import guard_chain
 
 __all__ = ["install", "remove", "dropped", "chains"]
 
-TIMEOUT_S = 15
 HOOKS = ("OUTPUT", "FORWARD")
 
 
 def _iptables(args: List[str], check: bool = True) -> subprocess.CompletedProcess:
-    argv = ["iptables", "-w", "5", *args]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except FileNotFoundError as exc:
-        raise EnvironmentProblem("iptables is not installed", "apt-get install iptables") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise KernelError(f"{' '.join(argv)} timed out") from exc
-    if check and proc.returncode != 0:
-        raise KernelError(f"{' '.join(argv)}: {proc.stderr.strip()}")
-    return proc
+    return kernel_cmd(["iptables", "-w", "5", *args], check=check)
 
 
 def install(lab: str, block: str) -> None:

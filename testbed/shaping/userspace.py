@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Dict, List
 
-from testbed.errors import DelayLineDied, InputError, KernelError, RunError
+from testbed.errors import DelayLineDied, InputError, RunError
 from testbed.lab import procs
+from testbed.lab.kcmd import kernel_cmd
 from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan
 
 __all__ = ["UserspaceBackend", "queue_plan", "check_alive", "read_stats"]
 
 READY_TIMEOUT_S = 15.0
-IPTABLES_TIMEOUT_S = 15
 MAX_LEN_FLOOR = 1024
 MAX_LEN_CAP = 200_000
 ASSUMED_RATE_BPS = 10_000_000_000  # arrival rate bound for an unshaped direction
@@ -91,16 +90,6 @@ def queue_plan(plan: LabPlan, seed: int = 0) -> Dict[str, List[dict]]:
                 "profile": _profile_doc(profile),
             })
     return out
-
-
-def _iptables_in(netns: str, args: List[str]) -> None:
-    argv = ["ip", "netns", "exec", netns, "iptables", "-w", "5", *args]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=IPTABLES_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        raise KernelError(f"iptables in {netns} timed out") from exc
-    if proc.returncode != 0:
-        raise KernelError(f"iptables in {netns}: {' '.join(args)}: {proc.stderr.strip()}")
 
 
 def _rule(queue: dict, lab: str) -> List[str]:
@@ -175,4 +164,4 @@ class UserspaceBackend:
             records.append(rec)
             _wait_ready(rec, READY_TIMEOUT_S)
             for queue in queues:
-                _iptables_in(netns, _rule(queue, plan.lab))
+                kernel_cmd(["iptables", "-w", "5", *_rule(queue, plan.lab)], netns)
