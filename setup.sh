@@ -2,10 +2,12 @@
 # One way to install, used by the README, CI and the Vagrant VM.
 #   sudo ./setup.sh run    install everything, then run the flagship scenario
 #   sudo ./setup.sh test   install everything, then run the whole test suite
+#   sudo ./setup.sh install  install only (the Vagrant VM's provisioning)
 # Installs Debian/Ubuntu packages (apt-get) and a virtualenv at .venv with the
 # testbed in it. Run as root (users prefix sudo; nothing here calls sudo).
 set -euo pipefail
 cd "$(dirname "$0")"
+repo="$(pwd)"
 mode="${1:-run}"
 shift || true
 
@@ -36,8 +38,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q ".[test]"
+# The C delay-line engine is optional for users (no compiler: the Python line
+# runs), but this script installs gcc, so a missing build here is a bug.
+if ! (cd / && "$repo/.venv/bin/python" -c "import testbed.delayline._fastline") 2>/dev/null; then
+  echo "setup.sh: the C delay-line engine did not build; the slower Python line will be used" >&2
+  [ "${CI:-}" = "true" ] && exit 1
+fi
 
 case "$mode" in
+  install)
+    echo "setup.sh: installed; run the flagship with: sudo .venv/bin/testbed run"
+    ;;
   run)
     exec .venv/bin/testbed run "$@"
     ;;

@@ -279,9 +279,29 @@ class DelayLine:
                     q.nfq.unbind()
 
 
+ENGINES = ("python", "c", "auto")
+
+
 def run_from_config(path: str) -> int:
+    """Run the line described by the JSON config at ``path``.
+
+    ``"engine"``: ``"python"`` (default, this module), ``"c"`` (the C engine,
+    :mod:`testbed.delayline.fast`; an error when it is not built) or
+    ``"auto"`` (the C engine when built, else this one).
+    """
     with open(path) as fh:
         config = json.load(fh)
+    engine = config.get("engine", "python")
+    if engine not in ENGINES:
+        raise ValueError(f"delay line engine must be one of {ENGINES}, not {engine!r}")
+    if engine != "python":
+        from testbed.delayline import fast
+
+        if fast.engine_available():
+            return fast.run_fast(config)
+        if engine == "c":
+            raise RuntimeError("delay line engine 'c' asked for, but testbed.delayline._fastline "
+                               "is not built (pip install . with gcc and python3-dev)")
     line = DelayLine(config)
     signal.signal(signal.SIGTERM, line.stop)
     signal.signal(signal.SIGINT, line.stop)

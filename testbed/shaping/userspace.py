@@ -137,6 +137,11 @@ class UserspaceBackend:
 
     name = "userspace"
 
+    def __init__(self, engine: str = "auto"):
+        # "auto": the C engine (GSO packets whole, batched verdicts) when it is
+        # built, else the pure-Python line; both have the same semantics.
+        self.engine = engine
+
     def available(self):
         try:
             import netfilterqueue  # noqa: F401
@@ -156,7 +161,7 @@ class UserspaceBackend:
             cfg_path = lab_dir / f"delayline-{node}.json"
             stats_path = lab_dir / f"delayline-{node}.stats.json"
             cfg = {"lab": plan.lab, "node": node, "stats_path": str(stats_path),
-                   "queues": queues}
+                   "engine": self.engine, "queues": queues}
             cfg_path.write_text(json.dumps(cfg, indent=1))
             rec = procs.spawn([sys.executable, "-m", "testbed.delayline", str(cfg_path)],
                               netns, "delayline", str(lab_dir / f"delayline-{node}.log"),
