@@ -24,6 +24,7 @@ __all__ = ["path_links", "predict", "checks", "TCP_IP_HEADER_BYTES", "ETHERNET_H
 TCP_IP_HEADER_BYTES = 52  # IPv4 20 + TCP 20 + timestamps 12
 ETHERNET_HEADER_BYTES = 14  # what htb counts beyond the IP packet
 RTT_FLOOR_MS = 0.3  # absolute slack below which RTT differences are noise
+JITTER_FLOOR_MS = 0.5  # the probes' own timing noise (Python sender and receiver)
 LATE_WARN_MS = 1.0  # delay line p99 lateness beyond which results are suspect
 MATHIS_C = 1.22
 CPU_BUSY_WARN_PCT = 90.0  # all cores together
@@ -144,7 +145,7 @@ def checks(pred: dict, variant: dict, tolerances: dict, window_bytes: Optional[i
     fwd = (owd or {}).get("forward") or {}
     if fwd.get("stdev_ms") is not None and pred["jitter_forward_ms"] > 0:
         measured = fwd["stdev_ms"]
-        tol = pred["jitter_forward_ms"] * tolerances["jitter_tolerance_pct"] / 100.0
+        tol = max(JITTER_FLOOR_MS, pred["jitter_forward_ms"] * tolerances["jitter_tolerance_pct"] / 100.0)
         ok = abs(measured - pred["jitter_forward_ms"]) <= tol
         out.append(_check("owd_stdev_ms", round(pred["jitter_forward_ms"], 3), round(measured, 3),
                           round(tol, 3), "pass" if ok else "warn",
