@@ -69,6 +69,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("lab", nargs="?")
     c.add_argument("--all", action="store_true", help="also remove persistent labs from 'up'")
 
+    col = sub.add_parser("collective", help="time a collective (allreduce...) between emulated GPU hosts, like nccl-tests")
+    where = col.add_mutually_exclusive_group(required=True)
+    where.add_argument("--lab", help="a running lab (testbed up)")
+    where.add_argument("--topology", help="bring this topology up for the run, then down")
+    col.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="with --topology: as for 'testbed up'")
+    col.add_argument("--op", default="allreduce", help="allreduce, reduce_scatter, allgather, broadcast, reduce, alltoall, sendrecv")
+    col.add_argument("--algo", default="ring", help="ring, tree, rabenseifner, hierarchical")
+    col.add_argument("-b", "--minbytes", default="32K", help="smallest size (K/M/G = 1024 powers)")
+    col.add_argument("-e", "--maxbytes", default="4M", help="largest size")
+    col.add_argument("-f", "--stepfactor", type=int, default=2, help="multiply the size by this")
+    col.add_argument("-i", "--stepbytes", default=None, help="add this instead of multiplying")
+    col.add_argument("-n", "--iters", type=int, default=5, help="timed iterations per size")
+    col.add_argument("-w", "--warmup_iters", type=int, default=1, help="untimed iterations first")
+    col.add_argument("--gpus-per-host", type=int, default=1, help="ranks on each host")
+    col.add_argument("--nsocks", type=int, default=1, help="TCP connections per host pair (NCCL_NSOCKS_PERTHREAD x threads)")
+    col.add_argument("--buffsize", default="4M", help="in-flight buffer per connection (NCCL_BUFFSIZE)")
+    col.add_argument("--order", default="topology", help="ring order: topology (sites contiguous) or naive")
+    col.add_argument("--chunk", default=None, help="pipeline chunk size for ring/tree/hierarchical")
+    col.add_argument("--json", action="store_true", help="one JSON row per size")
+
     sub.add_parser("list", help="topologies, link presets and scenarios available")
     return p
 
@@ -228,6 +249,56 @@ def _cmd_list(args) -> int:
     return 0
 
 
+def _positive(name: str, value: int) -> int:
+    if value < 1:
+        raise InputError(name, f"must be at least 1, not {value}")
+    return value
+
+
+def _cmd_collective(args) -> int:
+    from testbed.collectives.bench import run_sweep
+    from testbed.collectives.table import format_table, parse_size, size_sweep
+    from testbed.lab.lab import Lab, require_root
+
+    from testbed.collectives import ops
+    from testbed.collectives.algorithms import ALGORITHMS
+
+    if args.op not in ops.OPS:
+        raise InputError("op", f"unknown operation {args.op!r} (known: {', '.join(ops.OPS)})")
+    if args.algo not in ALGORITHMS:
+        raise InputError("algo", f"unknown algorithm {args.algo!r} (known: {', '.join(ALGORITHMS)})")
+    sizes = size_sweep(parse_size(args.minbytes, "minbytes"), parse_size(args.maxbytes, "maxbytes"),
+                       factor=None if args.stepbytes else _positive("stepfactor", args.stepfactor),
+                       step_bytes=parse_size(args.stepbytes, "stepbytes") if args.stepbytes else None)
+    options = dict(gpus_per_host=_positive("gpus-per-host", args.gpus_per_host),
+                   iters=_positive("iters", args.iters), warmup=max(0, args.warmup_iters),
+                   nsocks=_positive("nsocks", args.nsocks),
+                   buffsize_bytes=parse_size(args.buffsize, "buffsize"), order=args.order,
+                   chunk_bytes=parse_size(args.chunk, "chunk") if args.chunk else None)
+    if args.lab:
+        require_root()
+        lab, owned = Lab.attach(args.lab), False
+    else:
+        settings, params, links = _split_up_overrides(args.topology, args.overrides)
+        lab = Lab.create(args.topology, f"col{os.getpid() % 100000}", params=params, links=links,
+                         block=settings.get("block"), backend=str(settings.get("backend", "auto")),
+                         owner_pid=os.getpid())
+        owned = True
+    try:
+        rows = run_sweep(lab, args.op, args.algo, sizes, **options,
+                         progress=(lambda m: None) if args.json else
+                         (lambda m: print(f"# running {m}", file=sys.stderr, flush=True)))
+    finally:
+        if owned:
+            lab.destroy()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        print(format_table(rows, title=f"{args.op} {args.algo} on {lab.name}"))
+    return 1 if any(r["wrong"] for r in rows) else 0
+
+
 def _cmd_run(args) -> int:
     from testbed.runner import run_scenario_cli
 
@@ -237,6 +308,7 @@ def _cmd_run(args) -> int:
 COMMANDS = {
     "doctor": _cmd_doctor, "run": _cmd_run, "up": _cmd_up, "exec": _cmd_exec,
     "status": _cmd_status, "down": _cmd_down, "clean": _cmd_clean, "list": _cmd_list,
+    "collective": _cmd_collective,
 }
 
 

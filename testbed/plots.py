@@ -115,11 +115,42 @@ def _owd_histogram(results: Dict[str, Any]) -> Optional[Figure]:
     return figure
 
 
+def _collective_times(results: Dict[str, Any]) -> Optional[Figure]:
+    series = []
+    for index, variant in enumerate(results.get("variants") or []):
+        rows = [r for r in variant.get("collectives") or []
+                if isinstance(r, dict) and isinstance(r.get("time_us"), (int, float))]
+        if rows:
+            series.append((_variant_label(variant, index), rows))
+    if not series:
+        return None
+    figure = _new_figure()
+    axes = figure.add_subplot()
+    for label, rows in series:
+        sizes = [r["bytes"] for r in rows]
+        (line,) = axes.plot(sizes, [r["time_us"] / 1000.0 for r in rows], marker="o",
+                            label=f"{label}: {rows[0].get('op')} {rows[0].get('algorithm')}")
+        model = [(r["bytes"], r["model_time_us"] / 1000.0) for r in rows
+                 if isinstance(r.get("model_time_us"), (int, float))]
+        if model:
+            axes.plot(*zip(*model), linestyle="--", color=line.get_color(), alpha=0.6,
+                      label=f"{label}: alpha-beta model")
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    axes.set_title(f"Collective time versus size: {results.get('scenario', '')}")
+    axes.set_xlabel("Size (bytes)")
+    axes.set_ylabel("Time per operation (ms)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+    return figure
+
+
 #: (file name, builder) -- the registry make_plots walks, in report order.
 PLOTS: Sequence[Tuple[str, Callable[[Dict[str, Any]], Optional[Figure]]]] = (
     ("rtt_cdf.png", _rtt_cdf),
     ("throughput.png", _throughput),
     ("owd_histogram.png", _owd_histogram),
+    ("collective_time.png", _collective_times),
 )
 
 

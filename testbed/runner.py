@@ -166,6 +166,16 @@ def _run_step(kind: str, options, src, dst) -> dict:
     raise RunError(f"no runner for step {kind!r}")
 
 
+def _run_collective(lab: Lab, options, progress) -> List[dict]:
+    from testbed.collectives.bench import run_sweep
+
+    return run_sweep(lab, options.op, options.algorithm, options.sizes_bytes(),
+                     gpus_per_host=options.gpus_per_host, iters=options.iters,
+                     warmup=options.warmup, nsocks=options.nsocks,
+                     buffsize_bytes=options.buffsize_bytes, order=options.order,
+                     progress=progress)
+
+
 def _trim(kind: str, data: dict) -> dict:
     """Keep results.json readable: per-packet arrival lists are not kept."""
     if kind == "owd":
@@ -200,6 +210,13 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
                 if entry.get("tcp"):
                     entry["tcp"]["time_to_steady_s"] = time_to_steady_s(
                         entry["tcp"].get("intervals", []), options.tolerance_pct / 100.0)
+                continue
+            if kind == "collective":
+                progress(f"[{variant.name}] collective {options.op}/{options.algorithm} "
+                         f"over {len(lab.hosts())} hosts")
+                entry["collectives"] = _run_collective(
+                    lab, options, lambda m: progress(f"[{variant.name}]   {m}"))
+                lab.check()
                 continue
             progress(f"[{variant.name}] {kind} {src.name} -> {dst.name}")
             cpu_before = _cpu_times()

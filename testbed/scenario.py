@@ -29,7 +29,7 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Type, Union
+from typing import Annotated, Any, Literal, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Type, Union
 
 import yaml
 from pydantic import (
@@ -239,6 +239,29 @@ class SteadyOptions(_Strict):
     tolerance_pct: float = Field(10.0, gt=0, le=100.0)
 
 
+class CollectiveOptions(_Strict):
+    """Collective timing between the lab's hosts, nccl-tests style (testbed collective)."""
+
+    op: Literal["allreduce", "reduce_scatter", "allgather", "broadcast", "reduce", "alltoall",
+                "sendrecv"] = "allreduce"
+    algorithm: Literal["ring", "tree", "rabenseifner", "hierarchical"] = "ring"
+    sizes: List[SizeText] = Field(default_factory=lambda: ["64KiB", "1MiB", "4MiB"], min_length=1,
+                                  max_length=64)
+    iters: int = Field(5, ge=1, le=1000)
+    warmup: int = Field(1, ge=0, le=100)
+    gpus_per_host: int = Field(1, ge=1, le=64)
+    nsocks: int = Field(1, ge=1, le=64)
+    buffsize: SizeText = "4MiB"
+    order: Literal["topology", "naive"] = "topology"
+
+    def sizes_bytes(self) -> List[int]:
+        return [parse_size_bytes(s, f"measure.collective.sizes.{i}") for i, s in enumerate(self.sizes)]
+
+    @property
+    def buffsize_bytes(self) -> int:
+        return parse_size_bytes(self.buffsize, "measure.collective.buffsize")
+
+
 #: step kind -> options model; the registry the runner dispatches on.
 STEP_OPTIONS: Dict[str, Type[_Strict]] = {
     "ping": PingOptions,
@@ -247,6 +270,7 @@ STEP_OPTIONS: Dict[str, Type[_Strict]] = {
     "udp": UdpOptions,
     "path": PathOptions,
     "steady": SteadyOptions,
+    "collective": CollectiveOptions,
 }
 
 
@@ -259,6 +283,7 @@ class Measure(_Strict):
     udp: Optional[UdpOptions] = None
     path: Optional[PathOptions] = None
     steady: Optional[SteadyOptions] = None
+    collective: Optional[CollectiveOptions] = None
 
     _order: Tuple[str, ...] = PrivateAttr(default=())
 

@@ -120,3 +120,13 @@ def test_replot_refuses_a_broken_file(tmp_path):
     with pytest.raises(InputError):
         replot(bad, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_collective_plot_from_rows(tmp_path):
+    from testbed.plots import make_plots
+
+    rows = [{"op": "allreduce", "algorithm": "ring", "bytes": b, "time_us": t, "model_time_us": m}
+            for b, t, m in ((65536, 2800.0, 2000.0), (1048576, 7400.0, 2800.0))]
+    doc = {"scenario": "x", "variants": [{"name": "direct", "collectives": rows}]}
+    files = [p for p in make_plots(doc, tmp_path) if p.name == "collective_time.png"]
+    assert files and files[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
