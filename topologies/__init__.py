@@ -15,10 +15,10 @@ from typing import Dict, Mapping
 
 from testbed.errors import InputError
 
-from . import pair, two_clouds
+from . import pair, star, two_clouds
 
 TOPOLOGIES: Dict[str, type] = {}
-for _module in (pair, two_clouds):
+for _module in (pair, star, two_clouds):
     TOPOLOGIES.update(_module.topos)
 
 __all__ = ["TOPOLOGIES", "build_topology", "topology_params", "describe"]

@@ -16,11 +16,11 @@ import time
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Mapping
 
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from testbed.errors import EnvironmentProblem, KernelError
-from testbed.lab.kcmd import kernel_cmd
+from testbed.lab.nssocket import create_netns, in_netns, write_sysctls
 from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan, LinkPlan, NodePlan
 
 __all__ = [
@@ -45,10 +45,11 @@ READY_POLL_S = 0.02
 
 
 @contextmanager
-def open_ns(name: str) -> Iterator[NetNS]:
-    """A netlink socket inside namespace ``name``."""
+def open_ns(name: str) -> Iterator[IPRoute]:
+    """A netlink socket inside namespace ``name`` (born there; no helper process)."""
     try:
-        ns = NetNS(name)
+        with in_netns(name):
+            ns = IPRoute()
     except (OSError, NetlinkError) as exc:
         raise KernelError(f"cannot open namespace {name}: {exc}",
                           getattr(exc, "code", None) or getattr(exc, "errno", None)) from exc
@@ -76,10 +77,7 @@ def create_namespaces(plan: LabPlan) -> None:
     for name in all_namespaces(plan):
         if name in existing:
             raise KernelError(f"namespace {name} already exists (a leftover? run 'testbed clean')")
-        try:
-            netns.create(name)
-        except OSError as exc:
-            raise _kernel(f"creating namespace {name}", exc) from exc
+        create_netns(name)
 
 
 def _veth(ipr: IPRoute, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
@@ -161,7 +159,7 @@ def configure_nodes(plan: LabPlan) -> None:
 def set_sysctls(netns_name: str, values: Mapping[str, str]) -> None:
     """Set sysctls inside one namespace (per-namespace keys only)."""
     if values:
-        kernel_cmd(["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())], netns_name)
+        write_sysctls(netns_name, values)
 
 
 def node_sysctls(node: NodePlan, host_sysctls: Mapping[str, str]) -> Dict[str, str]:
