@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("doctor", help="what this machine can do, and which delay backend runs")
     d.add_argument("--json", action="store_true", help="machine-readable output")
+    d.add_argument("--bench", action="store_true",
+                   help="measure the delay line's capacity (about 10 s of traffic) and cache it")
 
     r = sub.add_parser("run", help="run a scenario (default: the flagship direct-vs-transit)")
     r.add_argument("scenario", nargs="?", help="scenario file or shipped scenario name")
@@ -89,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--order", default="topology", help="ring order: topology (sites contiguous) or naive")
     col.add_argument("--chunk", default=None, help="pipeline chunk size for ring/tree/hierarchical")
     col.add_argument("--json", action="store_true", help="one JSON row per size")
+    col.add_argument("--backend", default="testbed", choices=("testbed", "gloo", "both"),
+                     help="our engine, torch.distributed gloo (needs the gloo extra), or both side by side")
 
     sub.add_parser("list", help="topologies, link presets and scenarios available")
     return p
@@ -100,10 +104,18 @@ def _cmd_doctor(args) -> int:
     from testbed import doctor
 
     report = doctor.probe()
+    if args.bench:
+        from testbed import capacity
+        from testbed.lab.lab import require_root
+
+        require_root()
+        report["capacity"] = capacity.get_capacity(refresh=True)
     if args.json:
         print(json.dumps(report, indent=1, sort_keys=True))
     else:
         print(doctor.render(report))
+        if args.bench:
+            print(capacity.render(report["capacity"]))
     problems = doctor.problems(report)
     return problems[0].exit_code if problems else 0
 
@@ -284,10 +296,18 @@ def _cmd_collective(args) -> int:
                          block=settings.get("block"), backend=str(settings.get("backend", "auto")),
                          owner_pid=os.getpid())
         owned = True
+    progress = ((lambda m: None) if args.json else
+                (lambda m: print(f"# running {m}", file=sys.stderr, flush=True)))
     try:
-        rows = run_sweep(lab, args.op, args.algo, sizes, **options,
-                         progress=(lambda m: None) if args.json else
-                         (lambda m: print(f"# running {m}", file=sys.stderr, flush=True)))
+        rows = []
+        if args.backend in ("testbed", "both"):
+            rows += run_sweep(lab, args.op, args.algo, sizes, **options, progress=progress)
+        if args.backend in ("gloo", "both"):
+            from testbed.collectives.gloo import run_gloo_sweep
+
+            rows += run_gloo_sweep(lab, args.op, sizes, gpus_per_host=options["gpus_per_host"],
+                                   iters=options["iters"], warmup=options["warmup"],
+                                   progress=progress)
     finally:
         if owned:
             lab.destroy()
@@ -296,7 +316,7 @@ def _cmd_collective(args) -> int:
             print(json.dumps(row))
     else:
         print(format_table(rows, title=f"{args.op} {args.algo} on {lab.name}"))
-    return 1 if any(r["wrong"] for r in rows) else 0
+    return 1 if any(r.get("wrong") for r in rows) else 0
 
 
 def _cmd_run(args) -> int:

@@ -19,11 +19,11 @@ import math
 from collections import deque
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ["path_links", "predict", "checks", "TCP_IP_HEADER_BYTES", "ETHERNET_HEADER_BYTES"]
+__all__ = ["l3_path", "path_links", "predict", "checks", "TCP_IP_HEADER_BYTES", "ETHERNET_HEADER_BYTES"]
 
 TCP_IP_HEADER_BYTES = 52  # IPv4 20 + TCP 20 + timestamps 12
 ETHERNET_HEADER_BYTES = 14  # what htb counts beyond the IP packet
-RTT_FLOOR_MS = 0.3  # absolute slack below which RTT differences are noise
+RTT_FLOOR_MS = 0.5  # absolute slack: veth hops and the line's own processing, ~0.1-0.4 ms here
 JITTER_FLOOR_MS = 0.5  # the probes' own timing noise (Python sender and receiver)
 LATE_WARN_MS = 1.0  # delay line p99 lateness beyond which results are suspect
 MATHIS_C = 1.22
@@ -69,6 +69,33 @@ def path_links(plan: dict, l3_path: Sequence[str]) -> List[tuple]:
     return out
 
 
+def l3_path(plan: dict, a: str, b: str) -> List[str]:
+    """Hosts and routers from a to b (shortest path; switches left out)."""
+    adj: Dict[str, List[str]] = {}
+    for link in plan["links"]:
+        adj.setdefault(link["a"], []).append(link["b"])
+        adj.setdefault(link["b"], []).append(link["a"])
+    prev = {a: None}
+    todo = deque([a])
+    while todo:
+        cur = todo.popleft()
+        if cur == b:
+            break
+        for nxt in adj.get(cur, []):
+            if nxt not in prev and (nxt == b or plan["nodes"][nxt]["role"] != "host"):
+                prev[nxt] = cur
+                todo.append(nxt)
+    if b not in prev:
+        return []
+    path = []
+    node = b
+    while node is not None:
+        if plan["nodes"][node]["role"] != "switch":
+            path.append(node)
+        node = prev[node]
+    return path[::-1]
+
+
 def _profile(link: dict, direction: str) -> dict:
     prof = link["profile"]
     if "forward" in prof or "reverse" in prof:
@@ -107,7 +134,7 @@ def _check(metric, configured, measured, tolerance, verdict, note=""):
     out = {"metric": metric, "configured": configured, "measured": measured,
            "tolerance": tolerance, "verdict": verdict}
     if note:
-        out["note"] = note
+        out["detail"] = note
     return out
 
 

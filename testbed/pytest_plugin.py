@@ -247,13 +247,10 @@ def measure_step(made, kind: str, src=None, dst=None, **options: Any):
         if src is not None or dst is not None:
             raise InputError("measure.collective", "a collective runs between all the lab's "
                              "hosts: give no src or dst")
-        return runner._run_collective(made, opts, lambda _message: None)
+        return runner.run_step(made, kind, opts, None, None)
     src_node, dst_node = _node(made, src, 0), _node(made, dst, -1)
     # The runner's own step code, so the data is what results.json records.
-    data = runner._trim(kind, runner._run_step(kind, opts, src_node, dst_node))
-    if kind == "path":
-        data.update(runner._hops(made, src_node.name, dst_node.name, data.get("routers", [])))
-    return data
+    return runner.run_step(made, kind, opts, src_node, dst_node)
 
 
 def lab_ping(made, src=None, dst=None, **options: Any) -> dict:

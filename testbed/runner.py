@@ -30,7 +30,8 @@ from testbed.scenario import Scenario, list_scenarios, load_scenario
 from testbed.shaping import backends
 from testbed.topologies import TOPOLOGIES
 
-__all__ = ["scenarios_dir", "resolve_scenario", "environment", "run_scenario", "run_scenario_cli"]
+__all__ = ["scenarios_dir", "resolve_scenario", "environment", "run_step", "run_scenario",
+           "run_scenario_cli"]
 
 FLAGSHIP = "direct-vs-transit"
 TOOL_TIMEOUT_S = 10
@@ -176,6 +177,17 @@ def _run_collective(lab: Lab, options, progress) -> List[dict]:
                      progress=progress)
 
 
+def run_step(lab: Lab, kind: str, options, src, dst,
+             progress: Callable[[str], None] = lambda _m: None):
+    """One measurement step as results.json records it (collective: its rows)."""
+    if kind == "collective":
+        return _run_collective(lab, options, progress)
+    data = _trim(kind, _run_step(kind, options, src, dst))
+    if kind == "path":
+        data.update(_hops(lab, src.name, dst.name, data.get("routers", [])))
+    return data
+
+
 def _trim(kind: str, data: dict) -> dict:
     """Keep results.json readable: per-packet arrival lists are not kept."""
     if kind == "owd":
@@ -214,28 +226,26 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
             if kind == "collective":
                 progress(f"[{variant.name}] collective {options.op}/{options.algorithm} "
                          f"over {len(lab.hosts())} hosts")
-                entry["collectives"] = _run_collective(
-                    lab, options, lambda m: progress(f"[{variant.name}]   {m}"))
-                lab.check()
-                continue
-            progress(f"[{variant.name}] {kind} {src.name} -> {dst.name}")
+            else:
+                progress(f"[{variant.name}] {kind} {src.name} -> {dst.name}")
             cpu_before = _cpu_times()
             try:
-                entry[kind] = _trim(kind, _run_step(kind, options, src, dst))
+                data = run_step(lab, kind, options, src, dst,
+                                lambda m: progress(f"[{variant.name}]   {m}"))
             except TestbedError:
                 lab.check()  # a dead delay line is the real cause: say so
                 raise
+            entry["collectives" if kind == "collective" else kind] = data
             busy[kind] = _busy_pct(cpu_before, _cpu_times())
             if kind == "tcp":
                 tcp_options = options
-            if kind == "path":
-                entry["path"].update(_hops(lab, src.name, dst.name, entry["path"].get("routers", [])))
             lab.check()
         entry["emulator"] = {"delay_lines": _delay_line_summary(lab),
                              "cpu_busy_pct": busy.get("tcp"), "cpu_busy_pct_by_step": busy}
-        l3 = [src.name] + [n for n in (entry.get("path") or {}).get("router_names", []) if n] + [dst.name]
-        if not entry.get("path"):
-            l3 = [src.name, dst.name]
+        # the measured path when the path step ran, else the routed (shortest) one
+        routers = [n for n in (entry.get("path") or {}).get("router_names", []) if n]
+        l3 = ([src.name] + routers + [dst.name] if entry.get("path")
+              else fidelity.l3_path(lab.doc["plan"], src.name, dst.name))
         pred = fidelity.predict(lab.doc["plan"], l3)
         entry["predicted"] = pred
         window = tcp_options.window_bytes if tcp_options else None
@@ -261,6 +271,9 @@ def run_scenario(scenario: Scenario, out_dir: Path, overrides=(), quick: bool = 
     def save() -> None:
         results.write_json_atomic(path, doc)
 
+    for warning in _capacity_warnings(scenario):
+        progress(f"warning: {warning}")
+        doc.setdefault("warnings", []).append(warning)
     save()
     interrupted = False
     try:
@@ -283,6 +296,28 @@ def run_scenario(scenario: Scenario, out_dir: Path, overrides=(), quick: bool = 
 
 
 _MAIN_PID = os.getpid()
+
+
+def _capacity_warnings(scenario: Scenario) -> List[str]:
+    """Warn before a run whose delayed links ask more than this machine's line carries.
+
+    Reads the cached figure of 'testbed doctor --bench' (no traffic is sent here).
+    """
+    from testbed import capacity
+
+    cap = capacity.load_cached()
+    if cap is None:
+        return []
+    out = []
+    for variant in scenario.variants:
+        rates = [p.rate_bps for spec in scenario.variant_links(variant).values()
+                 for p in (spec.forward, spec.reverse) if p.has_impairment]
+        if not rates:
+            continue
+        text = capacity.check_scenario_capacity(capacity.max_configured_rate_bps(rates), cap)
+        if text:
+            out.append(f"{variant.name}: {text}")
+    return out
 
 
 def _sigterm(signo, _frame):

@@ -14,8 +14,7 @@ bottleneck rate).
 from __future__ import annotations
 
 import statistics
-from collections import deque
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from testbed import fidelity
 from testbed.collectives import model, ops
@@ -25,42 +24,15 @@ from testbed.collectives.order import groups_from_labels, naive_order, topology_
 from testbed.collectives.table import row_dict
 from testbed.errors import InputError
 
-__all__ = ["l3_path", "link_params", "algo_params", "run_sweep", "ORDERS"]
+__all__ = ["link_params", "algo_params", "run_sweep", "ORDERS"]
 
 ORDERS = ("topology", "naive")
 UNSHAPED_BETA_US_PER_BYTE = 8 / 10e9 * 1e6  # [assumption] an unshaped veth: ~10 Gbit/s here
 
 
-def l3_path(plan: dict, a: str, b: str) -> List[str]:
-    """Hosts and routers from a to b (shortest path; switches left out)."""
-    adj: Dict[str, List[str]] = {}
-    for link in plan["links"]:
-        adj.setdefault(link["a"], []).append(link["b"])
-        adj.setdefault(link["b"], []).append(link["a"])
-    prev = {a: None}
-    todo = deque([a])
-    while todo:
-        cur = todo.popleft()
-        if cur == b:
-            break
-        for nxt in adj.get(cur, []):
-            if nxt not in prev and (nxt == b or plan["nodes"][nxt]["role"] != "host"):
-                prev[nxt] = cur
-                todo.append(nxt)
-    if b not in prev:
-        return []
-    path = []
-    node = b
-    while node is not None:
-        if plan["nodes"][node]["role"] != "switch":
-            path.append(node)
-        node = prev[node]
-    return path[::-1]
-
-
 def link_params(plan: dict, a: str, b: str):
     """(alpha_us, beta_us_per_byte) of the path between hosts a and b."""
-    pred = fidelity.predict(plan, l3_path(plan, a, b))
+    pred = fidelity.predict(plan, fidelity.l3_path(plan, a, b))
     if pred["bottleneck_bps"]:
         return model.alpha_beta_from_links(pred["owd_forward_ms"], pred["bottleneck_bps"])
     return pred["owd_forward_ms"] * 1000.0, UNSHAPED_BETA_US_PER_BYTE

@@ -72,6 +72,12 @@ class NamespaceHost(Host):
         pass
 
 
+class LabCLI(CLI):
+    """Mininet's CLI, accepting node names with '-' (cw-h1 ping gcp-h1)."""
+
+    identchars = CLI.identchars + "-"
+
+
 def mininet_view(lab: Lab) -> Mininet:
     """A Mininet object whose hosts are the lab's hosts and routers."""
     net = Mininet(topo=None, build=False, controller=None)
@@ -96,9 +102,9 @@ def run_cli(lab: Lab, script: Optional[str] = None) -> None:
     net = mininet_view(lab)
     try:
         if script is None:
-            CLI(net)
+            LabCLI(net)
         else:
             with open(os.devnull) as no_input:  # a script run reads no terminal
-                CLI(net, stdin=no_input, script=script)
+                LabCLI(net, stdin=no_input, script=script)
     finally:
         stop_view(net)

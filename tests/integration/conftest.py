@@ -37,28 +37,23 @@ def _require_root():
         pytest.skip(ROOT_REASON)
 
 
+# Labs this session's factories created: the only ones the session check may
+# judge or remove (another session's it- lab on the same machine is not ours).
+CREATED: set = set()
+
+
 def _leftovers() -> List[str]:
     found = [f"namespace {n}" for n in helpers.netns_names()
-             if n.startswith(f"tb.{helpers.IT_PREFIX}")]
-    if STATE_DIR.is_dir():
-        found += [f"state dir {p}" for p in STATE_DIR.iterdir()
-                  if p.name.startswith(helpers.IT_PREFIX)]
+             if n.split(".")[1:2] and n.split(".")[1] in CREATED and n.startswith("tb.")]
+    found += [f"state dir {STATE_DIR / n}" for n in CREATED if (STATE_DIR / n).exists()]
     found += [f"guard chain {r.split()[1]}" for r in helpers.iptables_rules()
-              if r.startswith(f"-N TB-{helpers.IT_PREFIX}")]
+              if r.startswith("-N TB-") and r.split()[1][len("TB-"):] in CREATED]
     return found
 
 
 def _lab_names_left() -> List[str]:
-    names = set()
-    for n in helpers.netns_names():
-        if n.startswith(f"tb.{helpers.IT_PREFIX}"):
-            names.add(n[len("tb."):].split(".")[0])
-    if STATE_DIR.is_dir():
-        names |= {p.name for p in STATE_DIR.iterdir() if p.name.startswith(helpers.IT_PREFIX)}
-    for r in helpers.iptables_rules():
-        if r.startswith(f"-N TB-{helpers.IT_PREFIX}"):
-            names.add(r.split()[1][len("TB-"):])
-    return sorted(names)
+    return sorted(n for n in CREATED if helpers.lab_netns_names(n) or (STATE_DIR / n).exists()
+                  or any(r == f"-N TB-{n}" for r in helpers.iptables_rules()))
 
 
 def _remove_lab(name: str) -> None:
@@ -99,6 +94,7 @@ class LabFactory:
             raise ValueError(f"test lab names must match {LAB_NAME_RE.pattern}: {name!r}")
         if helpers.lab_netns_names(name) or (STATE_DIR / name).exists():
             _remove_lab(name)  # a leftover of an interrupted earlier run: ours by name
+        CREATED.add(name)
         lab = Lab.create(topology, name=name, **kwargs)
         self.labs.append(lab)
         if ready:

@@ -17,6 +17,26 @@ pytestmark = [
 
 
 @pytest.fixture
+def two_clouds():
+    lab = Lab.create("two-clouds", name="it-cli2")
+    try:
+        yield lab
+    finally:
+        lab.destroy()
+
+
+def test_cli_accepts_node_names_with_dashes(two_clouds, tmp_path):
+    script = tmp_path / "cmds"
+    script.write_text("cw-h1 ping -n -c 1 gcp-h1\n")
+    code = ("import sys; from testbed.lab.lab import Lab; from testbed.lab.minicli import run_cli; "
+            "run_cli(Lab.attach(sys.argv[1]), script=sys.argv[2])")
+    proc = subprocess.run([sys.executable, "-c", code, two_clouds.name, str(script)],
+                          capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert f"from {two_clouds.node('gcp-h1').ip}" in out, out
+
+
+@pytest.fixture
 def lab():
     lab = Lab.create("pair", name="it-cli", links={"link": {"delay": "5ms"}})
     try:
