@@ -41,7 +41,9 @@ extras="test"
 # The test suite also cross-checks collectives with torch's gloo; skip that
 # heavy extra with TESTBED_SKIP_GLOO=1 (e.g. where torch would be downloaded).
 [ "$mode" = "test" ] && [ "${TESTBED_SKIP_GLOO:-0}" != "1" ] && extras="test,gloo"
-.venv/bin/python -m pip install -q ".[$extras]"
+# editable: the checkout is the installed package (tests run helper processes
+# from it), and the C engine is built in place
+.venv/bin/python -m pip install -q -e ".[$extras]"
 # The C delay-line engine is optional for users (no compiler: the Python line
 # runs), but this script installs gcc, so a missing build here is a bug.
 if ! (cd / && "$repo/.venv/bin/python" -c "import testbed.delayline._fastline") 2>/dev/null; then
