@@ -50,7 +50,9 @@ class InputError(TestbedError):
         self.message = message
         self.source = source
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}{field}: {message}")
+        # one line, always: a field or value may carry a newline from user input
+        text = f"{where}{field}: {message}"
+        super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class EnvironmentProblem(TestbedError):

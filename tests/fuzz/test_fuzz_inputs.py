@@ -915,9 +915,6 @@ def test_wrong_type_under_measure_is_blamed_on_measure_not_quick(no_side_effects
     assert kind == "exit 2" and names_field(line, str(path), ["measure"]), line
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/cli.py:320 (main) writes 'testbed: error: {exc}' and testbed/errors.py:53 puts the field in "
-    "raw: a scenario key containing a line break (\"a\\nb\": 1) gives a two-line error"))
 def test_error_naming_a_key_with_a_line_break_stays_one_line(no_side_effects, capsys, tmp_path):
     doc = copy.deepcopy(BASE)
     doc["a\nb"] = 1

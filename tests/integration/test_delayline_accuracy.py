@@ -189,7 +189,10 @@ def test_releases_are_not_held_by_stats(lab_factory):
     here with the bug: up to 11 ms late, 3 % of probes over 3 ms; with the
     periodic write disabled: at most 4.1 ms, 0-0.3 % over 3 ms.
     """
-    delay_ms, late_ms, worst_limit_ms, share_limit = 40.0, 3.0, 6.0, 0.005
+    # The share over 3 ms is what caught the stats stall (3 % of probes); the worst
+    # case also carries the Python probes' own wake-up noise (up to ~7 ms here under
+    # a full suite), so its bound only catches gross stalls.
+    delay_ms, late_ms, worst_limit_ms, share_limit = 40.0, 3.0, 15.0, 0.005
     lab = lab_factory.create("pair", name="it-stats", links={"link": {"delay": f"{delay_ms:g}ms"}})
     _warm_up(lab)
     h1, h2 = lab.node("h1"), lab.node("h2")
