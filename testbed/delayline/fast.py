@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import threading
@@ -33,7 +32,7 @@ from array import array
 from typing import Dict, List, Optional, Tuple
 
 from testbed.delayline.latehist import LatenessHistogram
-from testbed.delayline.sampling import Bernoulli, DelaySampler, make_loss
+from testbed.delayline.sampling import PacketModels
 
 try:
     from testbed.delayline import _fastline
@@ -96,17 +95,9 @@ class ModelFeeder:
 
     def __init__(self, qcfg: dict):
         prof = _profile(qcfg)
-        rng = random.Random(qcfg.get("seed"))
-        self.delay = DelaySampler(
-            prof.get("delay_ms", 0.0), prof.get("jitter_ms", 0.0),
-            prof.get("jitter_distribution", "normal"), prof.get("correlation_pct", 0.0), rng,
-        )
-        self.lose = make_loss(prof.get("loss_model", "random"), prof.get("loss_pct", 0.0),
-                              prof.get("ge"), rng)
-        self.duplicate = Bernoulli(prof.get("duplicate_pct", 0.0), rng)
-        self.corrupt = Bernoulli(prof.get("corrupt_pct", 0.0), rng)
-        self.reorder = Bernoulli(prof.get("reorder_pct", 0.0), rng)
-        self.rng = rng
+        models = PacketModels(prof, qcfg.get("seed"))
+        self.delay, self.lose, self.rng = models.delay, models.lose, models.rng
+        self.duplicate, self.corrupt, self.reorder = models.duplicate, models.corrupt, models.reorder
 
     def draw(self, count: int) -> Tuple[array, array, array]:
         """``count`` packets: (delay_ns int64, flags uint8, aux uint32) arrays."""

@@ -29,7 +29,6 @@ import heapq
 import json
 import math
 import os
-import random
 import select
 import signal
 import socket
@@ -39,7 +38,7 @@ from typing import Dict, List, Optional
 from netfilterqueue import COPY_META, COPY_PACKET, NetfilterQueue
 
 from testbed.delayline.latehist import LatenessHistogram
-from testbed.delayline.sampling import Bernoulli, DelaySampler, make_loss
+from testbed.delayline.sampling import PacketModels
 
 __all__ = ["DelayLine", "QueueState", "run_from_config"]
 
@@ -60,17 +59,9 @@ class QueueState:
         self.cfg = cfg
         self.num = int(cfg["queue_num"])
         prof = cfg["profile"]
-        rng = random.Random(cfg.get("seed"))
-        self.delay = DelaySampler(
-            prof.get("delay_ms", 0.0), prof.get("jitter_ms", 0.0),
-            prof.get("jitter_distribution", "normal"), prof.get("correlation_pct", 0.0), rng,
-        )
-        self.lose = make_loss(prof.get("loss_model", "random"), prof.get("loss_pct", 0.0),
-                              prof.get("ge"), rng)
-        self.duplicate = Bernoulli(prof.get("duplicate_pct", 0.0), rng)
-        self.corrupt = Bernoulli(prof.get("corrupt_pct", 0.0), rng)
-        self.reorder = Bernoulli(prof.get("reorder_pct", 0.0), rng)
-        self.rng = rng
+        models = PacketModels(prof, cfg.get("seed"))
+        self.delay, self.lose, self.rng = models.delay, models.lose, models.rng
+        self.duplicate, self.corrupt, self.reorder = models.duplicate, models.corrupt, models.reorder
         self.needs_payload = bool(prof.get("duplicate_pct") or prof.get("corrupt_pct"))
         self.fifo: collections.deque = collections.deque()  # (due, seq, pkt, dup)
         self.side: List[tuple] = []  # heap of reordered packets

@@ -31,7 +31,7 @@ import math
 import random
 from typing import Optional
 
-__all__ = ["DelaySampler", "RandomLoss", "GilbertElliottLoss", "make_loss", "Bernoulli"]
+__all__ = ["PacketModels", "DelaySampler", "RandomLoss", "GilbertElliottLoss", "make_loss", "Bernoulli"]
 
 PARETO_SHAPE = 3.0
 _PARETO_MEAN = PARETO_SHAPE / (PARETO_SHAPE - 1)  # x_m = 1
@@ -141,3 +141,24 @@ def make_loss(model: str, loss_pct: float, ge_params: Optional[dict], rng: rando
     if model == "gilbert-elliott" and loss_pct > 0:
         return GilbertElliottLoss(rng=rng, **ge_params)
     return RandomLoss(loss_pct, rng)
+
+
+class PacketModels:
+    """Every per-packet draw of one queue, from its profile document and seed.
+
+    Both delay-line engines build their models here, in one order from one
+    generator, so the same seed gives the same packet fates in either engine.
+    """
+
+    def __init__(self, prof: dict, seed: Optional[int]):
+        rng = random.Random(seed)
+        self.delay = DelaySampler(
+            prof.get("delay_ms", 0.0), prof.get("jitter_ms", 0.0),
+            prof.get("jitter_distribution", "normal"), prof.get("correlation_pct", 0.0), rng,
+        )
+        self.lose = make_loss(prof.get("loss_model", "random"), prof.get("loss_pct", 0.0),
+                              prof.get("ge"), rng)
+        self.duplicate = Bernoulli(prof.get("duplicate_pct", 0.0), rng)
+        self.corrupt = Bernoulli(prof.get("corrupt_pct", 0.0), rng)
+        self.reorder = Bernoulli(prof.get("reorder_pct", 0.0), rng)
+        self.rng = rng
