@@ -189,7 +189,8 @@ def _cmd_status(args) -> int:
 
     require_root()
     names = [args.lab] if args.lab else list(state.lab_names())
-    rows = [Lab.attach(n).status() for n in names if state.read_state(n)]
+    docs = {n: state.read_state(n) for n in names}
+    rows = [Lab(n, doc).status() for n, doc in docs.items() if doc]
     orphans = teardown.orphan_labs()
     if args.json:
         print(json.dumps({"labs": rows, "orphans": orphans}, indent=1))
@@ -229,9 +230,9 @@ def _cmd_clean(args) -> int:
     if args.lab:
         targets = [check_lab_name(args.lab, "lab")]
     else:
-        targets = [n for n in state.lab_names()
-                   if args.all or not teardown.owner_alive(state.read_state(n))
-                   or state.read_state(n) is None]
+        docs = {n: state.read_state(n) for n in state.lab_names()}
+        targets = [n for n, doc in docs.items()
+                   if args.all or doc is None or not teardown.owner_alive(doc)]
         targets += teardown.orphan_labs()
     for lab in targets:
         done = teardown.teardown(lab)

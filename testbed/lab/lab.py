@@ -188,8 +188,9 @@ class Lab:
         return out
 
     def status(self) -> dict:
+        present = set(teardown.lab_namespaces(self.name))  # one listing, not one per node
         missing = [n["netns"] for n in self.doc["plan"]["nodes"].values()
-                   if n["netns"] not in set(teardown.lab_namespaces(self.name))]
+                   if n["netns"] not in present]
         lines = self.delay_line_stats()
         return {
             "lab": self.name,
