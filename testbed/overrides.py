@@ -4,7 +4,7 @@ Used by ``testbed run --set`` (on a scenario), by a scenario's ``quick:``
 section and by ``testbed up --set`` (on topology parameters). A key is a dotted
 path into the document: mapping keys by name, list items by number
 (``variants.1.params.transit_hops=6``). The value is parsed with
-``yaml.safe_load``, so ``6`` becomes an int, ``2ms`` and ``0.1%`` stay strings,
+the same safe YAML loader as scenario files (:mod:`testbed.yamltext`), so ``6`` becomes an int, ``2ms`` and ``0.1%`` stay strings,
 ``[a, b]`` is a list and an empty value is null.
 
 Rules, chosen to be predictable:
@@ -24,9 +24,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterable, List, Tuple
 
-import yaml
-
 from testbed.errors import InputError
+from testbed.yamltext import load_yaml
 
 __all__ = ["apply_overrides", "parse_override", "set_dotted"]
 
@@ -34,16 +33,13 @@ __all__ = ["apply_overrides", "parse_override", "set_dotted"]
 def parse_override(item: str, source: str = "--set") -> Tuple[str, Any]:
     """Split ``key=value`` and parse the value as YAML; return ``(key, value)``."""
     if not isinstance(item, str) or "=" not in item:
-        raise InputError(str(item), "expected key=value", source=source)
+        field = item if isinstance(item, str) and item.strip() else "(empty)"
+        raise InputError(field, "expected key=value", source=source)
     key, _, text = item.partition("=")
     key = key.strip()
     if not key:
         raise InputError(item, "empty key in key=value", source=source)
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(key, f"value {text!r} is not valid YAML: {problem}", source=source) from exc
+    value = load_yaml(text, field=key, source=source) if text.strip() else None
     return key, value
 
 

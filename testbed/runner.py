@@ -16,6 +16,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -23,9 +24,11 @@ from typing import Callable, List, Optional
 
 from testbed import fidelity, plots, report, results, summary
 from testbed.errors import InputError, RunError, TestbedError
+from testbed.lab import state
 from testbed.lab.lab import Lab, require_root
 from testbed.measure import RUNNERS
 from testbed.measure.steady import time_to_steady_s
+from testbed.preflight import preflight
 from testbed.scenario import Scenario, list_scenarios, load_scenario
 from testbed.shaping import backends
 from testbed.topologies import TOPOLOGIES
@@ -36,6 +39,7 @@ __all__ = ["scenarios_dir", "resolve_scenario", "environment", "run_step", "run_
 FLAGSHIP = "direct-vs-transit"
 TOOL_TIMEOUT_S = 10
 CONNECT_DEADLINE_S = 15.0
+WATCH_S = 0.5  # how often a running step's delay lines are checked
 
 
 def scenarios_dir() -> Path:
@@ -196,13 +200,56 @@ def _trim(kind: str, data: dict) -> dict:
     return data
 
 
+def _lab_name(pid: int, index: int) -> str:
+    """``run<pid>-<index>``: unique among live runs (pids are), at most 16 characters.
+
+    A lab left by a killed run whose pid came round again is skipped, not reused.
+    """
+    taken = set(state.lab_names())
+    base = f"run{pid}-{index}"
+    for suffix in ("",) + tuple("abcdefghijklmnopqrstuvwxyz"):
+        if base + suffix not in taken:
+            return base + suffix
+    raise RunError(f"labs {base}, {base}a .. {base}z all exist: run 'testbed clean'")
+
+
+def _watched(lab: Lab, step: Callable[[], object], watch: bool = True):
+    """Run ``step``; with ``watch``, check the lab's delay lines every WATCH_S meanwhile.
+
+    A dead delay line darkens its link, and the step would otherwise wait out
+    its tool's timeout (tens of seconds) before anyone looks. The step runs in a
+    worker thread; on a death the main thread raises DelayLineDied at once and
+    the caller's ``lab.destroy()`` ends the step's processes (they are in the
+    lab's namespaces), which ends the worker.
+    """
+    if not watch:
+        return step()
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["value"] = step()
+        except BaseException as exc:  # handed to the main thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="testbed-step", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(WATCH_S)
+        if worker.is_alive():
+            lab.check()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[str], None],
                  save: Callable[[], None]) -> None:
     variant = scenario.variants[index]
     config = scenario.variant_config(variant)
     entry = results.new_variant(scenario, variant)
     doc["variants"].append(entry)
-    lab_name = f"run{os.getpid() % 100000}-{index}"
+    lab_name = _lab_name(os.getpid(), index)
     progress(f"[{variant.name}] bringing up {scenario.topology} lab {lab_name}")
     lab = Lab.create(scenario.topology, lab_name, params=config["params"], links=config["links"],
                      host_sysctls=config["host_sysctls"], owner_pid=os.getpid(),
@@ -230,8 +277,9 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
                 progress(f"[{variant.name}] {kind} {src.name} -> {dst.name}")
             cpu_before = _cpu_times()
             try:
-                data = run_step(lab, kind, options, src, dst,
-                                lambda m: progress(f"[{variant.name}]   {m}"))
+                data = _watched(lab, lambda: run_step(lab, kind, options, src, dst,
+                                                      lambda m: progress(f"[{variant.name}]   {m}")),
+                                watch=kind != "collective")
             except TestbedError:
                 lab.check()  # a dead delay line is the real cause: say so
                 raise
@@ -263,6 +311,7 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
 
 def run_scenario(scenario: Scenario, out_dir: Path, overrides=(), quick: bool = False,
                  progress: Callable[[str], None] = print) -> dict:
+    preflight(scenario)
     require_root()
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = results.new_results(scenario, environment(), overrides=overrides, quick=quick)
@@ -336,6 +385,7 @@ def _sigterm(signo, _frame):
 def run_scenario_cli(arg: Optional[str], out: Optional[str], overrides: List[str], quick: bool) -> int:
     path = resolve_scenario(arg)
     scenario = load_scenario(path, overrides=overrides, quick=quick, topologies=set(TOPOLOGIES))
+    preflight(scenario)  # exit 2 / exit 3 before anything is changed
     require_root()
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(out) if out else Path("results") / f"{scenario.name}-{stamp}"

@@ -31,7 +31,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Type, Union
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -50,6 +49,7 @@ from testbed.overrides import apply_overrides, set_dotted
 from testbed.presets import load_presets
 from testbed.profile import resolve_link
 from testbed.units import parse_rate_bps, parse_size_bytes
+from testbed.yamltext import load_yaml
 
 __all__ = [
     "Scenario",
@@ -146,11 +146,13 @@ def _check_dotted_key(value: str) -> str:
     return value
 
 
-def _unit_checker(parse, what: str):
+def _unit_checker(parse, what: str, allow_none: bool = True):
     """An after-validator that checks a tc-like value with a testbed.units parser."""
 
     def check(value: Any) -> Any:
         if value is None:
+            if not allow_none:
+                raise ValueError(f"{what} is required (for example 100Mbit), not null")
             return value
         _str_or_int(value, what)
         try:
@@ -167,7 +169,7 @@ ParamKey = Annotated[StrictStr, AfterValidator(_check_param_key)]
 Plain = Annotated[Any, AfterValidator(_check_plain)]
 SysctlKey = Annotated[StrictStr, AfterValidator(_check_sysctl_key)]
 SysctlValue = Annotated[Any, AfterValidator(_sysctl_value)]
-RateText = Annotated[Any, AfterValidator(_unit_checker(parse_rate_bps, "bitrate"))]
+RateText = Annotated[Any, AfterValidator(_unit_checker(parse_rate_bps, "bitrate", allow_none=False))]
 SizeText = Annotated[Any, AfterValidator(_unit_checker(parse_size_bytes, "window"))]
 DottedKey = Annotated[StrictStr, AfterValidator(_check_dotted_key)]
 
@@ -454,30 +456,6 @@ class Scenario(_Strict):
 # ------------------------------------------------------------------ loading
 
 
-class _UniqueKeySafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate mapping keys."""
-
-
-def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
-    loader.flatten_mapping(node)
-    seen = set()
-    for key_node, _value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in seen
-            seen.add(key)
-        except TypeError:  # unhashable key: let construct_mapping report it
-            break
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
-            )
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeySafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
 def read_yaml(path: Union[str, Path]) -> Any:
     """Parse a YAML file safely; errors become InputError with line and column."""
     source = str(path)
@@ -487,15 +465,7 @@ def read_yaml(path: Union[str, Path]) -> Any:
         raise InputError("scenario", "file not found", source=source) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError("scenario", f"cannot read: {exc}", source=source) from exc
-    try:
-        return yaml.load(text, Loader=_UniqueKeySafeLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "yaml"
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise InputError(where, f"invalid YAML: {problem}", source=source) from exc
-    except yaml.YAMLError as exc:
-        raise InputError("yaml", f"invalid YAML: {str(exc).splitlines()[0]}", source=source) from exc
+    return load_yaml(text, source=source)
 
 
 def _dotted(loc: Sequence[Any]) -> str:
@@ -639,7 +609,17 @@ def load_scenario(
     # --set first (it may edit the quick: section itself), then quick:, then
     # --set again so that a --set item wins over a quick: item for the same key.
     doc = apply_overrides(raw, overrides, source="--set")
-    quick_doc = apply_overrides(_apply_quick(doc, source), overrides, source="--set")
+    try:
+        quick_doc = apply_overrides(_apply_quick(doc, source), overrides, source="--set")
+    except InputError as quick_error:
+        # a quick: item that cannot apply often means the document under it is
+        # wrong (measure: none): blame the document's own field when it is
+        try:
+            parse_scenario(doc, source=source, topologies=topologies, presets=presets)
+        except InputError as doc_error:
+            if not doc_error.field.startswith("quick"):
+                raise doc_error from quick_error
+        raise
     scenario = parse_scenario(quick_doc if quick else doc, source=source, topologies=topologies, presets=presets)
     if not quick and scenario.quick:
         # Validate the quick variant too, so a bad quick: section fails now.

@@ -90,18 +90,25 @@ def create_netns(name: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
         os.close(fd)
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        mounted = False
         try:
             if _libc.unshare(CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
-                os.unlink(path)
                 raise KernelError(f"unshare(CLONE_NEWNET): {os.strerror(err)}", err)
             try:
                 _mount("/proc/thread-self/ns/net", path, MS_BIND)
-            except KernelError:
-                os.unlink(path)
-                raise
+                mounted = True
             finally:
                 _setns(home)
+        except BaseException:
+            # also on Ctrl-C: a mount point without its mount is debris that
+            # 'ip netns' lists; teardown removes a mounted one by name
+            if not mounted:
+                try:
+                    os.unlink(path)
+                except OSError:  # EBUSY: mounted after all; teardown removes it by name
+                    pass
+            raise
         finally:
             os.close(home)
 

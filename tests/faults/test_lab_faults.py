@@ -206,11 +206,6 @@ def test_killed_delay_line_ends_the_run_with_an_error_naming_it(delay_line_kille
     assert not seen["left"], seen["left"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/runner.py:224-233 (_run_variant) checks the delay lines only after a step ends, and "
-    "the iperf3 client's timeout is duration + 30 s (testbed/measure/iperf.py:184): with its delay "
-    "line dead "
-    "the link is dark and the run waits out that timeout (~34 s for a 4 s TCP step)"))
 def test_killed_delay_line_ends_the_run_promptly(delay_line_killed_run):
     elapsed_s = delay_line_killed_run["elapsed_s"]
     assert elapsed_s < DL_TCP_S + 10, f"the run ended {elapsed_s:.1f} s after the delay line died"
@@ -319,41 +314,39 @@ def test_iperf3_client_dying_mid_measurement_is_a_clear_error(ft, require_root, 
 
 # -- an interrupt while a namespace is being created -----------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/lab/build.py:80 pyroute2's netns.create() makes the namespace in a forked child; "
-    "a Ctrl-C/SIGTERM landing while the parent waits for it unwinds Lab.create "
-    "(testbed/lab/lab.py:126-132), whose teardown lists the lab's namespaces before the child "
-    "has made its one: that namespace is left behind (seen with testbed run + SIGTERM, ~1 in 8)"))
-def test_interrupt_while_a_namespace_is_being_created_leaves_nothing(require_root, monkeypatch):
-    import pyroute2.netns as pyroute2_netns
-
-    from testbed.lab import build
+@pytest.mark.parametrize("when", ["before-mount", "after-mount"])
+def test_interrupt_while_a_namespace_is_being_created_leaves_nothing(require_root, monkeypatch, when):
+    """Ctrl-C landing inside nssocket.create_netns, with the thread in the new namespace."""
+    from testbed.lab import nssocket, teardown
     from testbed.lab.lab import Lab
 
     name = "ft-race"
-    real_child, real_create = pyroute2_netns._create, build.netns.create
+    home = os.stat("/proc/thread-self/ns/net").st_ino
+    real_mount = nssocket._mount
+    hit = []
 
-    def slow_child(netns, libc=None, pid=None):  # runs in pyroute2's forked child
-        time.sleep(0.5)
-        return real_child(netns, libc, pid)
+    def interrupted_mount(src, dst, flags):
+        first = os.path.basename(dst).startswith(f"tb.{name}.") and not hit
+        if first:
+            hit.append(dst)
+            if when == "before-mount":
+                raise KeyboardInterrupt
+        real_mount(src, dst, flags)
+        if first:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the handler raises here, before the thread goes home
 
-    def interrupted_create(netns, *args, **kwargs):
-        if netns.startswith(f"tb.{name}."):
-            monkeypatch.setattr(pyroute2_netns, "_create", slow_child)
-            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
-        return real_create(netns, *args, **kwargs)
-
-    monkeypatch.setattr(build.netns, "create", interrupted_create)
+    monkeypatch.setattr(nssocket, "_mount", interrupted_mount)
     try:
         with pytest.raises(KeyboardInterrupt):
             Lab.create("pair", name, links=LINK)
-        time.sleep(1.0)  # the slow child is done by now
+        assert hit, "the interrupt never landed inside create_netns"
+        assert os.stat("/proc/thread-self/ns/net").st_ino == home, "the thread was left in the lab's namespace"
         left = helpers.lab_netns_names(name)
         assert not left, f"an interrupted Lab.create left {left}"
+        assert not os.path.exists(hit[0]), f"{hit[0]} left behind"
     finally:
         monkeypatch.undo()
-        from testbed.lab import teardown
-
         teardown.teardown(name)
 
 
@@ -537,10 +530,6 @@ def test_missing_iperf3_is_named_with_a_fix_and_nothing_is_left(run_without_iper
     assert not seen["left"], seen["left"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/runner.py:254-272 run_scenario never calls the measurement runners' check() before "
-    "Lab.create (testbed/runner.py:195), and its 'except TestbedError' (runner.py:272) turns the "
-    "EnvironmentProblem of the TCP step into a failed run: exit 1 after a lab was built"))
 def test_missing_iperf3_exits_3_before_any_lab_is_built(run_without_iperf3):
     seen = run_without_iperf3
     assert seen["code"] == 3, seen["code"]
@@ -553,10 +542,6 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/runner.py:193 (_run_variant) names a run's lab run<pid % 100000>-<i>: with pid_max above 100000 "
-    "(4194304 on most 64-bit systemd machines) two concurrent runs can get the same lab name, and "
-    "the second fails with 'a lab named ... is already up (pick another --name ...)'"))
 def test_concurrent_runs_get_distinct_lab_names(monkeypatch):
     scenario = parse_scenario({"name": "x", "topology": "pair", "variants": [{"name": "a"}],
                                "measure": {"ping": {"count": 1}}})

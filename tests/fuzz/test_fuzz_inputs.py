@@ -827,9 +827,6 @@ def _scenario_text(extra: str) -> str:
     return "name: fz-bug\ntopology: pair\nvariants: [{name: a}]\nmeasure: {ping: {count: 2}}\n" + extra
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/scenario.py:104-116 _check_plain recurses without a bound: a self-referencing YAML "
-    "alias (params: {x: &a [*a]}) is a RecursionError traceback, exit 1"))
 @pytest.mark.parametrize("via", ["file", "--set"])
 def test_recursive_yaml_alias_is_refused_with_exit_2(no_side_effects, capsys, tmp_path, via):
     path = tmp_path / "rec.yaml"
@@ -846,10 +843,6 @@ def test_recursive_yaml_alias_is_refused_with_exit_2(no_side_effects, capsys, tm
 DEEP = "[" * 3000 + "]" * 3000
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/scenario.py:491-497 read_yaml and testbed/overrides.py:43-44 parse_override catch only "
-    "yaml.YAMLError: deeply nested flow collections make PyYAML's recursive composer raise "
-    "RecursionError, a traceback with exit 1"))
 @pytest.mark.parametrize("via", ["file", "run --set", "up --set"])
 def test_deeply_nested_yaml_is_refused_with_exit_2(no_side_effects, capsys, tmp_path, via):
     path = tmp_path / "deep.yaml"
@@ -864,10 +857,6 @@ LAUGHS = "params:\n  a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"  a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/scenario.py:104-116 _check_plain (and pydantic after it) walk every alias expansion: "
-    "a 2 KB 'billion laughs' scenario (9 levels of 9 aliases) keeps validation busy for minutes "
-    "instead of being refused"))
 def test_billion_laughs_scenario_is_refused_quickly(tmp_path):
     path = tmp_path / "laughs.yaml"
     path.write_text(_scenario_text(LAUGHS))
@@ -881,11 +870,6 @@ def test_billion_laughs_scenario_is_refused_quickly(tmp_path):
     assert proc.returncode == 2, proc.stderr[-500:]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/scenario.py:581-615 parse_scenario/load_scenario never check params, endpoints, link "
-    "names or an empty udp bitrate against the topology (scenario.py:153 lets bitrate: null "
-    "through; runner.py:197 builds with strict_links=False): the run starts, exits 1 from inside "
-    "(after building a lab for a bad endpoint), or silently leaves a misspelt link unshaped"))
 @pytest.mark.parametrize("extra,field", [
     ("params: {bogus: 1}\n", "params.bogus"),
     ("endpoints: {src: h9, dst: h2}\n", "endpoints.src"),
@@ -903,10 +887,6 @@ def test_scenario_checked_against_its_topology_before_running(no_side_effects, c
     assert kind == "exit 2" and names_field(line, str(path), [field]), (kind, line)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/scenario.py:644-646 load_scenario applies the quick: overrides to the raw document "
-    "before validating it, and overrides.py:99 fails first: 'measure: none' is reported as "
-    "'quick.measure.tcp.duration_s: cannot index into measure', naming quick instead of measure"))
 def test_wrong_type_under_measure_is_blamed_on_measure_not_quick(no_side_effects, capsys, tmp_path):
     doc = copy.deepcopy(BASE)
     doc["measure"] = "none"
@@ -926,10 +906,6 @@ def test_error_naming_a_key_with_a_line_break_stays_one_line(no_side_effects, ca
 BAD_TAGGED = ["!!int zz", "!!float zz", "!!timestamp 2001-13-45", "!!bool maybe"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/scenario.py:491-497 read_yaml and testbed/overrides.py:43-44 parse_override catch only "
-    "yaml.YAMLError, but PyYAML's constructors raise ValueError/KeyError for an explicit tag with a "
-    "bad value ('!!int zz', '!!timestamp 2001-13-45', '!!bool maybe'): a traceback, exit 1"))
 @pytest.mark.parametrize("via", ["file", "run --set", "up --set"])
 @pytest.mark.parametrize("tagged", BAD_TAGGED)
 def test_explicit_yaml_tag_with_a_bad_value_is_refused_with_exit_2(no_side_effects, capsys, tmp_path,
@@ -942,9 +918,6 @@ def test_explicit_yaml_tag_with_a_bad_value_is_refused_with_exit_2(no_side_effec
     assert kind == "exit 2", (kind, line)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "testbed/overrides.py:37 raises InputError(str(item), 'expected key=value'): for an empty "
-    "--set item the field is empty and the line reads 'testbed: error: --set: : expected key=value'"))
 def test_empty_set_item_is_refused_naming_the_option(no_side_effects, capsys, tmp_path):
     with pytest.raises(InputError) as info:
         apply_overrides(copy.deepcopy(BASE), [""])
