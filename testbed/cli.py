@@ -15,10 +15,11 @@ from typing import List, Optional
 
 from testbed import __version__
 from testbed.errors import InputError, TestbedError
+from testbed.scale import check_scale
 
 __all__ = ["main", "build_parser"]
 
-LAB_SETTINGS = ("block", "backend", "seed")
+LAB_SETTINGS = ("block", "backend", "seed", "scale")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--name", default="lab1", help="lab name (default lab1)")
     u.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="LINK.FIELD=VALUE (link profile), PARAM=VALUE (topology parameter), "
-                        "block=CIDR, backend=auto|netem|userspace")
+                        "block=CIDR, backend=auto|netem|userspace, scale=K (rates / K, see docs/collectives.md)")
     u.add_argument("--cli", action="store_true", help="open Mininet's CLI on the lab once it is up")
 
     e = sub.add_parser("exec", help="run a command on a lab host: testbed exec LAB HOST -- CMD ...")
@@ -154,9 +155,10 @@ def _cmd_up(args) -> int:
     settings, params, links = _split_up_overrides(args.topology, args.overrides)
     lab = Lab.create(args.topology, args.name, params=params, links=links,
                      block=settings.get("block"), backend=str(settings.get("backend", "auto")),
-                     seed=_seed(settings.get("seed", 0)))
+                     seed=_seed(settings.get("seed", 0)),
+                     scale=check_scale(settings.get("scale", 1), "scale", source="--set"))
     print(f"lab {lab.name} up: {len(lab.node_names())} nodes, block {lab.block}, "
-          f"delay backend {lab.backend}")
+          f"delay backend {lab.backend}" + (f", rates scaled 1/{lab.scale:g}" if lab.scale != 1 else ""))
     for host in lab.hosts():
         print(f"  {host.name:<10} {host.ip}")
     print(f"try: testbed exec {lab.name} {lab.hosts()[0].name} -- ping -c 3 {lab.hosts()[-1].ip}")
@@ -293,9 +295,10 @@ def _cmd_collective(args) -> int:
         lab, owned = Lab.attach(args.lab), False
     else:
         settings, params, links = _split_up_overrides(args.topology, args.overrides)
-        lab = Lab.create(args.topology, f"col{os.getpid() % 100000}", params=params, links=links,
+        lab = Lab.create(args.topology, f"col{os.getpid()}", params=params, links=links,
                          block=settings.get("block"), backend=str(settings.get("backend", "auto")),
-                         owner_pid=os.getpid())
+                         owner_pid=os.getpid(),
+                         scale=check_scale(settings.get("scale", 1), "scale", source="--set"))
         owned = True
     progress = ((lambda m: None) if args.json else
                 (lambda m: print(f"# running {m}", file=sys.stderr, flush=True)))

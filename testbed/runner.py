@@ -29,6 +29,7 @@ from testbed.lab.lab import Lab, require_root
 from testbed.measure import RUNNERS
 from testbed.measure.steady import time_to_steady_s
 from testbed.preflight import preflight
+from testbed.scale import iperf_at_real_scale
 from testbed.scenario import Scenario, list_scenarios, load_scenario
 from testbed.shaping import backends
 from testbed.topologies import TOPOLOGIES
@@ -146,7 +147,7 @@ def _wait_connectivity(src, dst, deadline_s: float = CONNECT_DEADLINE_S) -> floa
     raise RunError(f"no connectivity {src.name} -> {dst.name} within {deadline_s:g} s")
 
 
-def _run_step(kind: str, options, src, dst) -> dict:
+def _run_step(kind: str, options, src, dst, scale: float = 1.0) -> dict:
     runner = RUNNERS.get(kind)
     if kind == "ping":
         return runner.run(src, dst, count=options.count, interval_s=options.interval_s,
@@ -159,13 +160,14 @@ def _run_step(kind: str, options, src, dst) -> dict:
                 "one_way_delay_ms": fwd.get("one_way_delay_ms"),
                 "jitter_ms": fwd.get("jitter_ms"), "loss_pct": fwd.get("loss_pct")}
     if kind == "tcp":
-        return runner.run(src, dst, duration_s=options.duration_s, streams=options.streams,
-                          congestion=options.cc, window_bytes=options.window_bytes)
+        return iperf_at_real_scale(
+            runner.run(src, dst, duration_s=options.duration_s, streams=options.streams,
+                       congestion=options.cc, window_bytes=options.window_bytes), scale)
     if kind == "udp":
-        kwargs = {"bitrate_bps": options.bitrate_bps, "duration_s": options.duration_s}
+        kwargs = {"bitrate_bps": max(1, int(options.bitrate_bps / scale)), "duration_s": options.duration_s}
         if options.size_bytes:
             kwargs["length_bytes"] = options.size_bytes
-        return runner.run(src, dst, **kwargs)
+        return iperf_at_real_scale(runner.run(src, dst, **kwargs), scale)
     if kind == "path":
         return runner.run(src, dst, max_hops=options.max_hops)
     raise RunError(f"no runner for step {kind!r}")
@@ -186,7 +188,7 @@ def run_step(lab: Lab, kind: str, options, src, dst,
     """One measurement step as results.json records it (collective: its rows)."""
     if kind == "collective":
         return _run_collective(lab, options, progress)
-    data = _trim(kind, _run_step(kind, options, src, dst))
+    data = _trim(kind, _run_step(kind, options, src, dst, lab.scale))
     if kind == "path":
         data.update(_hops(lab, src.name, dst.name, data.get("routers", [])))
     return data
@@ -253,9 +255,10 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
     progress(f"[{variant.name}] bringing up {scenario.topology} lab {lab_name}")
     lab = Lab.create(scenario.topology, lab_name, params=config["params"], links=config["links"],
                      host_sysctls=config["host_sysctls"], owner_pid=os.getpid(),
-                     strict_links=False)
+                     strict_links=False, scale=scenario.scale)
     try:
-        entry["lab"] = {"block": lab.block, "backend": lab.backend, "nodes": len(lab.node_names())}
+        entry["lab"] = {"block": lab.block, "backend": lab.backend, "nodes": len(lab.node_names()),
+                        "scale": lab.scale}
         entry["links"] = {l["name"]: l["profile"] for l in lab.links()}
         hosts = [h.name for h in lab.hosts()]
         ends = config["endpoints"] or {"src": hosts[0], "dst": hosts[-1]}

@@ -48,6 +48,7 @@ from testbed.errors import InputError
 from testbed.overrides import apply_overrides, set_dotted
 from testbed.presets import load_presets
 from testbed.profile import resolve_link
+from testbed.scale import MAX_SCALE
 from testbed.units import parse_rate_bps, parse_size_bytes
 from testbed.yamltext import load_yaml
 
@@ -379,6 +380,7 @@ class Scenario(_Strict):
     variants: List[Variant] = Field(min_length=1, max_length=32)
     measure: Measure
     repeats: int = Field(1, ge=1, le=100)
+    scale: float = Field(1.0, ge=1, le=MAX_SCALE, allow_inf_nan=False)
     quick: Dict[DottedKey, Plain] = Field(default_factory=dict)
     fidelity: FidelityOptions = Field(default_factory=FidelityOptions)
 

@@ -8,7 +8,9 @@ naive, every size is run ``warmup + iters`` times through the
 last iteration are checked element by element against numpy (``#wrong``),
 and each row carries the alpha-beta model's time for the same algorithm on
 the configured links (alpha from the one-way path delay, beta from the
-bottleneck rate).
+bottleneck rate). On a lab with ``scale`` K (:mod:`testbed.scale`) each size
+sends size / K bytes over links K times slower; rows, times and the model are
+at real scale, and ``sent_bytes`` says what crossed the links.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from testbed.collectives.engine import CollectiveEngine, place_ranks
 from testbed.collectives.order import groups_from_labels, naive_order, topology_aware_order
 from testbed.collectives.table import row_dict
 from testbed.errors import InputError
+from testbed.scale import scaled_bytes
 
 __all__ = ["link_params", "algo_params", "run_sweep", "ORDERS"]
 
@@ -85,14 +88,17 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
     same_site = [h for h in host_names if nodes[h].site == nodes[site_hosts[0]].site]
     local = link_params(plan, same_site[0], same_site[-1]) if len(same_site) > 1 else (0.0, 0.0)
     wan = link_params(plan, site_hosts[0], site_hosts[-1]) if len(site_hosts) > 1 else local
+    scale = float(getattr(lab, "scale", 1.0))  # rates divided by it: send bytes / scale too
     engine = CollectiveEngine(nodes, rank_host, nsocks=nsocks, buffsize_bytes=buffsize_bytes)
     rows = []
     try:
         for size in sizes:
-            count = ops.count_for_size(op, size, ranks)
-            schedule = build_schedule(op, algorithm, ranks, count, root=0, **params)
-            inputs = ops.make_inputs(op, ranks, count)
-            progress(f"{op} {algorithm} {ranks} ranks {size} B")
+            count = ops.count_for_size(op, size, ranks)  # real scale: the row and the model
+            sent = ops.count_for_size(op, scaled_bytes(size, scale, ops.ITEMSIZE), ranks)
+            schedule = build_schedule(op, algorithm, ranks, sent, root=0, **params)
+            inputs = ops.make_inputs(op, ranks, sent)
+            progress(f"{op} {algorithm} {ranks} ranks {size} B"
+                     + (f" (sends {ops.size_bytes(op, sent, ranks)} B at scale {scale:g})" if scale != 1 else ""))
             out = engine.run(schedule, inputs, warmup=warmup, iters=iters)
             wrong = ops.count_wrong(op, out["outputs"], ops.expected(op, inputs, 0))
             times_us = [t * 1e6 for t in out["times_s"]]
@@ -102,7 +108,8 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
                            wrong, 0 if op in ("broadcast", "reduce") else None, model_us)
             row.update(times_us=[round(t, 1) for t in times_us], gpus_per_host=gpus_per_host,
                        order=order if "order" in params else None, nsocks=nsocks,
-                       buffsize_bytes=buffsize_bytes, engine="testbed")
+                       buffsize_bytes=buffsize_bytes, engine="testbed", scale=scale,
+                       sent_bytes=ops.size_bytes(op, sent, ranks))
             rows.append(row)
         rows and rows[-1].update(bytes_by_pair=engine.bytes_by_pair())
     finally:

@@ -52,6 +52,7 @@ from testbed.collectives.order import groups_from_labels, naive_order
 from testbed.collectives.table import row_dict
 from testbed.errors import EnvironmentProblem, InputError, RunError, ToolError
 from testbed.lab.nssocket import ns_socket
+from testbed.scale import scaled_bytes
 
 __all__ = [
     "ENGINE",
@@ -273,8 +274,10 @@ def run_gloo_sweep(lab, op: str, sizes: Sequence[int], gpus_per_host: int = 1, i
     ranks = len(rank_host)
     master = nodes[rank_host[0]]
     port = free_port(master.netns, master.ip)
-    deadline_s = timeout_s if timeout_s is not None else default_timeout_s(sizes, iters, warmup)
-    argv = worker_argv(op, sizes, iters, warmup, timeout_s=deadline_s)
+    scale = float(getattr(lab, "scale", 1.0))  # rates divided by it: send bytes / scale too
+    sent_sizes = [scaled_bytes(size, scale, ops.ITEMSIZE) for size in sizes]
+    deadline_s = timeout_s if timeout_s is not None else default_timeout_s(sent_sizes, iters, warmup)
+    argv = worker_argv(op, sent_sizes, iters, warmup, timeout_s=deadline_s)
     progress(f"{op} gloo {ranks} ranks, {len(sizes)} sizes")
     procs: List[subprocess.Popen] = []
     labels = [f"rank {r} on {h}" for r, h in enumerate(rank_host)]
@@ -293,10 +296,14 @@ def run_gloo_sweep(lab, op: str, sizes: Sequence[int], gpus_per_host: int = 1, i
             stuck = reap_workers(procs)
         if stuck:
             raise RunError(f"gloo worker pid(s) {stuck} did not exit after SIGKILL")
-        parsed = parse_worker_output(outs[0].read_text(), op, sizes, ranks)
+        parsed = parse_worker_output(outs[0].read_text(), op, sent_sizes, ranks)
     rows = []
-    for record in parsed["records"]:
+    for size, record in zip(sizes, parsed["records"]):
+        sent_bytes = ops.size_bytes(op, record["count"], ranks)
+        record = dict(record, count=ops.count_for_size(op, size, ranks))  # real scale
         model_us = (None if "unsupported" in record else
                     _allreduce_model_us(lab, op, ranks, record["count"], rank_host, nodes))
-        rows.append(gloo_row(op, ranks, record, gpus_per_host, parsed["torch"], model_us))
+        row = gloo_row(op, ranks, record, gpus_per_host, parsed["torch"], model_us)
+        row.update(scale=scale, sent_bytes=sent_bytes)
+        rows.append(row)
     return rows

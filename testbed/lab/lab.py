@@ -22,6 +22,7 @@ from testbed.lab import addressing, build, guard, procs, state, teardown
 from testbed.lab.naming import check_lab_name
 from testbed.lab.node import Node
 from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan, make_plan
+from testbed.scale import check_scale, scaled_profile
 from testbed.shaping import backends
 from testbed.shaping.htb import apply_egress
 from testbed.shaping.userspace import check_alive, read_stats
@@ -78,12 +79,14 @@ class Lab:
         owner_pid: Optional[int] = None,
         strict_links: bool = True,
         seed: int = 0,
+        scale: float = 1.0,
     ) -> "Lab":
         # 1. validate everything before touching the machine
         # (input errors -- exit 2 -- come before environment checks -- exit 3)
         check_lab_name(name)
         topo = build_topology(topology, params or {})
         sysctls = _check_sysctls(host_sysctls or {})
+        scale = check_scale(scale)
         backends.check_name(backend)
         make_plan(topo, name, addressing.check_syntax(block) if block else VALIDATION_BLOCK,
                   links or {}, strict_links=strict_links)
@@ -101,7 +104,7 @@ class Lab:
         doc = {
             "lab": name, "status": "creating", "created_at": _now(), "owner": owner,
             "topology": topology, "params": dict(params or {}), "block": block,
-            "backend": delay_backend.name, "host_sysctls": sysctls,
+            "backend": delay_backend.name, "host_sysctls": sysctls, "scale": scale,
             "plan": plan.to_dict(), "procs": [],
         }
         lab_dir = state.create_lab_dir(name, doc)
@@ -118,7 +121,7 @@ class Lab:
                 if link.wire:
                     build.set_sysctls(link.wire, build.wire_sysctls(
                         link, delay_backend.name == "userspace"))
-            _shape(plan, delay_backend)
+            _shape(plan, delay_backend, scale)
             if delay_backend.name == "userspace":
                 delay_backend.start(plan, lab_dir, records, seed=seed)
             doc["ready_after_s"] = round(build.wait_ready(plan), 3)
@@ -151,6 +154,11 @@ class Lab:
     @property
     def backend(self) -> str:
         return self.doc["backend"]
+
+    @property
+    def scale(self) -> float:
+        """Link rates are divided by this (1: not scaled); see testbed.scale."""
+        return float(self.doc.get("scale", 1.0))
 
     def node_names(self) -> List[str]:
         return sorted(self.doc["plan"]["nodes"])
@@ -219,14 +227,18 @@ class Lab:
         self.destroy()
 
 
-def _shape(plan: LabPlan, delay_backend) -> None:
-    """Rate/queue (and netem leaves) on each wire port, for the direction leaving by it."""
+def _shape(plan: LabPlan, delay_backend, scale: float = 1.0) -> None:
+    """Rate/queue (and netem leaves) on each wire port, for the direction leaving by it.
+
+    Rates are divided by ``scale`` here and only here (:mod:`testbed.scale`).
+    """
     for link in plan.links:
         if not link.wire:
             continue
         rtt_ms = link.spec.forward.delay_ms + link.spec.reverse.delay_ms
         with build.open_ns(link.wire) as ns:
-            for port, profile in ((WIRE_PORT_B, link.spec.forward), (WIRE_PORT_A, link.spec.reverse)):
+            for port, configured in ((WIRE_PORT_B, link.spec.forward), (WIRE_PORT_A, link.spec.reverse)):
+                profile = scaled_profile(configured, scale)
                 leaf = None
                 if delay_backend.name == "netem" and profile.has_impairment:
                     def leaf(ns, index, parent, handle, limit_pkts, _p=profile):
