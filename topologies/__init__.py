@@ -15,10 +15,10 @@ from typing import Dict, Mapping
 
 from testbed.errors import InputError
 
-from . import pair, star, two_clouds
+from . import multicloud, pair, star, two_clouds
 
 TOPOLOGIES: Dict[str, type] = {}
-for _module in (pair, star, two_clouds):
+for _module in (pair, star, two_clouds, multicloud):
     TOPOLOGIES.update(_module.topos)
 
 __all__ = ["TOPOLOGIES", "build_topology", "topology_params", "describe"]

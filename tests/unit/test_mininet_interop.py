@@ -110,6 +110,7 @@ WITH_PARAMS = {
     "two-clouds": ["two-clouds,path=transit,transit_hops=2", "two-clouds,hosts_per_site=3",
                    "two-clouds,path=transit,transit_hops=16,hosts_per_site=2"],
     "star": ["star,hosts=1", "star,hosts=8", "star,hosts=256"],
+    "multicloud": ["multicloud,hosts_per_site=1", "multicloud,transit_hops=1,gpus=A100"],
 }
 CASES = [
     (path, arg)
