@@ -1,0 +1,1 @@
+"""Central object storage read from other sites: origin server, regional cache, readers."""
