@@ -44,7 +44,8 @@ from testbed.storage.summary import (
     summarize_totals,
 )
 
-__all__ = ["run_storage", "check_environment", "updated_names", "origin_ready_timeout_s"]
+__all__ = ["run_storage", "check_environment", "updated_names", "origin_ready_timeout_s",
+           "result_doc"]
 
 #: Seconds for the origin to generate and hash its dataset, on top of a fixed allowance.
 _GENERATE_BYTES_PER_S = 50e6
@@ -182,17 +183,25 @@ class _Run:
                           + (f", {figures['corrupt_detected']} corrupt detected"
                              if figures["corrupt_detected"] else ""))
             origin_before, caches_before = origin_after, caches_after
-        return {
-            **self.roles.to_dict(),
-            "options": o.model_dump(mode="json"),
-            "dataset": {"shards": o.shards, "shard_size_bytes": o.shard_size_bytes,
-                        "dataset_bytes": o.dataset_bytes, "seed": o.seed},
-            "cache_enabled": bool(self.roles.caches),
-            "epochs": epochs,
-            "totals": summarize_totals(epochs, latencies_ms),
-            "servers": {"origin": origin_before,
-                        "caches": {self.roles.caches[s].name: doc for s, doc in caches_before.items()}},
-        }
+        return result_doc(self.roles, o, epochs, latencies_ms,
+                          {"origin": origin_before,
+                           "caches": {self.roles.caches[s].name: doc
+                                      for s, doc in caches_before.items()}})
+
+
+def result_doc(roles: Roles, options: StorageOptions, epochs: List[dict],
+               latencies_ms: List[float], servers: dict) -> dict:
+    """The step's JSON-ready result (keys documented in docs/storage.md)."""
+    return {
+        **roles.to_dict(),
+        "options": options.model_dump(mode="json"),
+        "dataset": {"shards": options.shards, "shard_size_bytes": options.shard_size_bytes,
+                    "dataset_bytes": options.dataset_bytes, "seed": options.seed},
+        "cache_enabled": bool(roles.caches),
+        "epochs": epochs,
+        "totals": summarize_totals(epochs, latencies_ms),
+        "servers": servers,
+    }
 
 
 def _ms(value: Optional[float]) -> str:
