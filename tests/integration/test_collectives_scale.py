@@ -31,8 +31,8 @@ pytestmark = [
 ]
 
 MIB = 1024 * 1024
-SCALE = 20  # direct-interconnect 10 Gbit/s -> 500 Mbit/s on the wire
-SIZES = [4 * MIB, 16 * MIB]
+SCALE = 50  # direct-interconnect 10 Gbit/s -> 200 Mbit/s on the wire
+SIZES = [4 * MIB, 16 * MIB, 64 * MIB]
 BAND = (0.9, 1.3)  # measured / model, issue 4 acceptance
 ROUNDS, NEED, ITERS = 3, 2, 5
 
@@ -73,7 +73,11 @@ def test_scaled_lab_shapes_at_rate_over_scale_and_reports_real_sizes(direct):
     assert row["sent_bytes"] == pytest.approx(4 * MIB / SCALE, rel=0.01)
     assert row["correct"], row
     direct_link = next(l for l in direct.links() if l["name"] == "direct")
-    assert direct_link["profile"]["forward"]["rate_bps"] == 10_000_000_000  # configured, real scale
+    assert direct_link["profile"]["rate"] == "10Gbit"  # the plan keeps the configured rate
+    assert direct.scale == SCALE
+    for port in ("port-a", "port-b"):  # the kernel gets rate / SCALE (oracle: tc class show)
+        rates = [c["rate_bps"] for c in helpers.tc_classes(direct_link["wire"], port) if c["kind"] == "htb"]
+        assert rates == [10_000_000_000 // SCALE], (port, rates)
 
 
 def test_ring_allreduce_8_ranks_over_direct_matches_the_model(direct):
