@@ -20,12 +20,16 @@ Each test prints one line of measured figures (run pytest with ``-s``).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
+import jsonschema
 import pytest
 
+from testbed.results import load_schema
 from testbed.storage.options import load_options
+from testbed.storage.schema import storage_schema
 from testbed.storage.step import run_storage
 
 pytestmark = pytest.mark.integration
@@ -62,6 +66,9 @@ def _assert_nothing_left(lab) -> None:
 
 
 def _assert_every_read_verified(result: dict) -> None:
+    schema = {"$defs": {**load_schema()["$defs"], "storage": storage_schema()},
+              "$ref": "#/$defs/storage"}
+    jsonschema.validate(json.loads(json.dumps(result)), schema)  # what results.json will hold
     totals = result["totals"]
     assert totals["all_verified"], [e["failures"] for e in result["epochs"]]
     assert totals["stale_detected"] == 0
