@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from testbed import multicloud_plots
 from testbed.results import get_value
 
 __all__ = ["make_plots", "replot", "PLOTS"]
@@ -151,6 +152,8 @@ PLOTS: Sequence[Tuple[str, Callable[[Dict[str, Any]], Optional[Figure]]]] = (
     ("throughput.png", _throughput),
     ("owd_histogram.png", _owd_histogram),
     ("collective_time.png", _collective_times),
+    ("training_steps.png", multicloud_plots.training_steps),
+    ("timeline.png", multicloud_plots.timeline),
 )
 
 

@@ -305,6 +305,8 @@ def render_report(
     base_dir: Optional[Union[str, Path]] = None,
 ) -> str:
     """Markdown for ``results``; plot links are relative to ``base_dir`` if given."""
+    from testbed import multicloud_report  # its sections use this module's helpers
+
     variants = [v for v in results.get("variants") or [] if isinstance(v, dict)]
     lines = _header(results)
     if not variants:
@@ -312,6 +314,7 @@ def render_report(
     else:
         lines += _metric_tables(variants)
         lines += _collectives(variants)
+        lines += multicloud_report.sections(variants)
         lines += _fidelity(variants)
         lines += _emulator(variants)
     lines += _errors(results, variants)

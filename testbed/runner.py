@@ -183,11 +183,23 @@ def _run_collective(lab: Lab, options, progress) -> List[dict]:
                      progress=progress)
 
 
+def _run_training(lab: Lab, options, progress) -> dict:
+    from testbed.collectives.training import run_training
+
+    return run_training(lab, options.engine_options(), progress)
+
+
+#: steps that use the whole lab rather than the two endpoints
+LAB_STEPS = {"collective": _run_collective, "training": _run_training}
+#: steps run by this process's own engine (not tools in the lab): not run in a watched thread
+IN_PROCESS_STEPS = ("collective", "training")
+
+
 def run_step(lab: Lab, kind: str, options, src, dst,
              progress: Callable[[str], None] = lambda _m: None):
     """One measurement step as results.json records it (collective: its rows)."""
-    if kind == "collective":
-        return _run_collective(lab, options, progress)
+    if kind in LAB_STEPS:
+        return LAB_STEPS[kind](lab, options, progress)
     data = _trim(kind, _run_step(kind, options, src, dst, lab.scale))
     if kind == "path":
         data.update(_hops(lab, src.name, dst.name, data.get("routers", [])))
@@ -276,13 +288,15 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
             if kind == "collective":
                 progress(f"[{variant.name}] collective {options.op}/{options.algorithm} "
                          f"over {len(lab.hosts())} hosts")
+            elif kind in LAB_STEPS:
+                progress(f"[{variant.name}] {kind} over {len(lab.hosts())} hosts")
             else:
                 progress(f"[{variant.name}] {kind} {src.name} -> {dst.name}")
             cpu_before = _cpu_times()
             try:
                 data = _watched(lab, lambda: run_step(lab, kind, options, src, dst,
                                                       lambda m: progress(f"[{variant.name}]   {m}")),
-                                watch=kind != "collective")
+                                watch=kind not in IN_PROCESS_STEPS)
             except TestbedError:
                 lab.check()  # a dead delay line is the real cause: say so
                 raise

@@ -265,6 +265,40 @@ class CollectiveOptions(_Strict):
         return parse_size_bytes(self.buffsize, "measure.collective.buffsize")
 
 
+GPU_TYPES = ("H100", "A100", "L40S", "V100", "T4")
+
+
+class TrainingOptions(_Strict):
+    """Data-parallel training steps across the lab's sites (testbed/collectives/training.py)."""
+
+    model_size: SizeText = "64MB"
+    steps: int = Field(5, ge=1, le=1000)
+    warmup_steps: int = Field(1, ge=0, le=100)
+    gpus_per_host: int = Field(1, ge=1, le=16)
+    compute_ms: Dict[Literal["H100", "A100", "L40S", "V100", "T4"],
+                     Annotated[float, Field(gt=0, le=600_000, allow_inf_nan=False)]] = Field(default_factory=dict)
+    noise_pct: float = Field(5.0, ge=0, le=100, allow_inf_nan=False)
+    algorithm: Literal["ring", "hierarchical"] = "ring"
+    buckets: int = Field(1, ge=1, le=64)
+    backward_share: float = Field(0.67, gt=0, le=1, allow_inf_nan=False)
+    placements: List[Literal["naive", "topology"]] = Field(default_factory=lambda: ["naive", "topology"],
+                                                           min_length=1, max_length=2)
+    seed: int = Field(0, ge=0, le=2**31)
+
+    @field_validator("placements")
+    @classmethod
+    def _unique(cls, value: List[str]) -> List[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"placements must not repeat: {value}")
+        return value
+
+    def engine_options(self) -> Dict[str, Any]:
+        """The dict :func:`testbed.collectives.training.run_training` takes."""
+        out = self.model_dump()
+        out["model_size_bytes"] = parse_size_bytes(self.model_size, "measure.training.model_size")
+        return out
+
+
 #: step kind -> options model; the registry the runner dispatches on.
 STEP_OPTIONS: Dict[str, Type[_Strict]] = {
     "ping": PingOptions,
@@ -274,6 +308,7 @@ STEP_OPTIONS: Dict[str, Type[_Strict]] = {
     "path": PathOptions,
     "steady": SteadyOptions,
     "collective": CollectiveOptions,
+    "training": TrainingOptions,
 }
 
 
@@ -287,6 +322,7 @@ class Measure(_Strict):
     path: Optional[PathOptions] = None
     steady: Optional[SteadyOptions] = None
     collective: Optional[CollectiveOptions] = None
+    training: Optional[TrainingOptions] = None
 
     _order: Tuple[str, ...] = PrivateAttr(default=())
 

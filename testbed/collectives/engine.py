@@ -77,7 +77,16 @@ class CollectiveEngine:
             await self.transport.connect(pairs, self.nodes)
             self._connected.update(pairs)
 
-    async def _run_once(self, schedule, works: List[np.ndarray]) -> float:
+    async def _run_once(self, schedule, works: List[np.ndarray],
+                        ready_s: Optional[Sequence[float]] = None,
+                        log: Optional[List[tuple]] = None) -> float:
+        """One iteration; its wall time in seconds.
+
+        ``ready_s[r]``: rank r sends nothing before that many seconds after the
+        start (its gradients are still being computed). ``log`` gets one
+        ``(transfer id, src rank, dst rank, bytes, start_s, end_s)`` per transfer,
+        times from the start.
+        """
         transfers = {t.id: t for t in schedule.transfers}
         dependents: Dict[int, List[int]] = {tid: [] for tid in transfers}
         remaining = {tid: len(t.deps) for tid, t in transfers.items()}
@@ -93,6 +102,8 @@ class CollectiveEngine:
         tasks: List[asyncio.Task] = []
         loop = asyncio.get_running_loop()
 
+        sent_at: Dict[int, float] = {}
+
         def apply(tid: int, offset: int, data: np.ndarray) -> None:
             t = transfers[tid]
             start = t.dst_slice[0] + offset
@@ -103,6 +114,9 @@ class CollectiveEngine:
                 view[:] = data
             received[tid] += data.nbytes
             if received[tid] >= expected[tid]:
+                if log is not None:
+                    log.append((tid, t.src, t.dst, expected[tid], sent_at.get(tid, 0.0),
+                                time.perf_counter() - started))
                 applied(tid)
 
         def applied(tid: int) -> None:
@@ -119,6 +133,12 @@ class CollectiveEngine:
 
         def start_transfer(tid: int) -> None:
             t = transfers[tid]
+            if ready_s is not None:
+                wait = ready_s[t.src] - (time.perf_counter() - started)
+                if wait > 0:  # the sender is still computing
+                    loop.call_later(wait, start_transfer, tid)
+                    return
+            sent_at[tid] = time.perf_counter() - started
             data = works[t.src][t.src_slice[0]:t.src_slice[1]].copy()  # read at send time
             a, b = self.rank_host[t.src], self.rank_host[t.dst]
             if a == b:
@@ -132,7 +152,9 @@ class CollectiveEngine:
         self.transport.deliver = deliver
         started = time.perf_counter()
         if not transfers:
-            return 0.0
+            if ready_s:
+                await asyncio.sleep(max(ready_s))
+            return time.perf_counter() - started
         for tid, n in remaining.items():
             if n == 0:
                 start_transfer(tid)
@@ -166,6 +188,30 @@ class CollectiveEngine:
         times, works = self.loop.run_until_complete(go())
         outputs = [schedule.result(r, works[r]) for r in range(self.ranks)]
         return {"times_s": times, "outputs": outputs}
+
+    def run_step(self, schedule, inputs: List[np.ndarray], ready_s: Sequence[float]) -> dict:
+        """One timed iteration in which rank r starts sending at ``ready_s[r]``.
+
+        Returns ``{"elapsed_s", "outputs", "transfers": [(id, src, dst, bytes,
+        start_s, end_s)], "finish_s": [per rank: when its last incoming
+        transfer was applied, or its ready time]}``.
+        """
+        if len(inputs) != self.ranks or len(ready_s) != self.ranks:
+            raise RunError(f"{len(inputs)} inputs and {len(ready_s)} ready times for {self.ranks} ranks")
+        log: List[tuple] = []
+
+        async def go():
+            await self._connect(schedule)
+            works = [schedule.init(r, inputs[r]) for r in range(self.ranks)]
+            elapsed = await self._run_once(schedule, works, ready_s=list(ready_s), log=log)
+            return elapsed, works
+
+        elapsed, works = self.loop.run_until_complete(go())
+        finish = list(ready_s)
+        for _tid, _src, dst, _n, _start, end in log:
+            finish[dst] = max(finish[dst], end)
+        return {"elapsed_s": elapsed, "outputs": [schedule.result(r, works[r]) for r in range(self.ranks)],
+                "transfers": log, "finish_s": finish}
 
     def bytes_by_pair(self) -> Dict[str, int]:
         return {f"{a}->{b}": n for (a, b), n in self.transport.bytes_sent.items()}

@@ -1,0 +1,122 @@
+"""Report sections of the multi-cloud steps: training, storage, events timeline, egress cost.
+
+Each builder takes the variants of results.json and returns markdown lines,
+or nothing when no variant ran that step; :func:`sections` chains them for
+:func:`testbed.report.render_report`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from testbed.report import _cell, _table, format_number
+
+__all__ = ["sections"]
+
+
+def _name(variant: Dict[str, Any]) -> str:
+    return _cell(str(variant.get("name")))
+
+
+def _training(variants: List[Dict[str, Any]]) -> List[str]:
+    ran = [v for v in variants if isinstance(v.get("training"), dict)]
+    if not ran:
+        return []
+    rows, ranks = [], []
+    for variant in ran:
+        data = variant["training"]
+        for placement, p in (data.get("placements") or {}).items():
+            stragglers = p.get("stragglers") or {}
+            rows.append([_name(variant), placement, format_number(p.get("ring_crossings")),
+                         format_number((p.get("step_ms") or {}).get("p50")),
+                         format_number((p.get("step_ms") or {}).get("p99")),
+                         format_number(p.get("compute_share")), format_number(p.get("comm_share")),
+                         format_number(p.get("scaling_efficiency")),
+                         _cell(str(stragglers.get("slowest_site"))),
+                         _cell(str(stragglers.get("bottleneck_link")))])
+            for r in stragglers.get("by_rank") or []:
+                ranks.append([_name(variant), placement, format_number(r.get("rank")), _cell(str(r.get("host"))),
+                              _cell(str(r.get("gpu"))), format_number(r.get("compute_ms")),
+                              format_number(r.get("waited_compute_ms")), _cell(str(r.get("waited_compute_on"))),
+                              format_number(r.get("waited_comm_ms")), _cell(str(r.get("waited_comm_on")))])
+    first = ran[0]["training"]
+    lines = ["## Training across sites", "",
+             f"Data-parallel steps: {format_number(first.get('ranks'))} ranks, gradient "
+             f"{format_number(first.get('model_size_bytes'))} B allreduced with `{first.get('algorithm')}` in "
+             f"{format_number(first.get('buckets'))} bucket(s). Scaling efficiency compares with the same "
+             "ranks in one site (the same compute plus the model's allreduce over the site fabric).", ""]
+    lines += _table(["Variant", "Placement", "Ring crossings", "Step p50 (ms)", "Step p99 (ms)",
+                     "Compute share", "Comm share", "Scaling eff.", "Slowest site", "Bottleneck link"], rows)
+    lines += ["", "Straggler attribution (mean per step): what each rank waited on.", ""]
+    lines += _table(["Variant", "Placement", "Rank", "Host", "GPU", "Compute (ms)", "Waited compute (ms)",
+                     "on", "Waited comm (ms)", "on"], ranks)
+    return lines + [""]
+
+
+def _storage(variants: List[Dict[str, Any]]) -> List[str]:
+    ran = [v for v in variants if isinstance(v.get("storage"), dict)]
+    if not ran:
+        return []
+    rows = []
+    for variant in ran:
+        data = variant["storage"]
+        for epoch in data.get("epochs") or []:
+            rows.append([_name(variant), "yes" if data.get("cache") else "no", format_number(epoch.get("epoch")),
+                         format_number(epoch.get("reads")), format_number(epoch.get("latency_ms_p50")),
+                         format_number(epoch.get("latency_ms_p99")), format_number(epoch.get("throughput_mbps")),
+                         format_number(epoch.get("hit_ratio")), format_number(epoch.get("corrupt_detected")),
+                         format_number(epoch.get("retries"))])
+    lines = ["## Central storage reads", "",
+             "Every object verified against its sha256 by the reader; corrupt reads are counted and retried.", ""]
+    lines += _table(["Variant", "Cache", "Epoch", "Reads", "Latency p50 (ms)", "Latency p99 (ms)",
+                     "Throughput (Mbit/s)", "Hit ratio", "Corrupt detected", "Retries"], rows)
+    return lines + [""]
+
+
+def _cost(variants: List[Dict[str, Any]]) -> List[str]:
+    ran = [v for v in variants if isinstance(v.get("cost"), dict)]
+    if not ran:
+        return []
+    rows = []
+    for variant in ran:
+        cost = variant["cost"]
+        for key, link in (cost.get("links") or {}).items():
+            if not link.get("egress_bytes"):
+                continue
+            rows.append([_name(variant), _cell(str(link.get("link", key))), _cell(str(link.get("class"))),
+                         format_number(link.get("egress_bytes")), format_number(link.get("usd"))])
+        rows.append([_name(variant), "**total**", "", format_number(cost.get("total_bytes")),
+                     format_number(cost.get("total_usd"))])
+    lines = ["## Egress cost", "",
+             "Bytes leaving each site over inter-site links during the variant, priced per link class "
+             "(the price table and its sources: docs/cost.md).", ""]
+    lines += _table(["Variant", "Link", "Class", "Egress bytes", "USD"], rows)
+    monthly = [(v, v["cost"].get("monthly")) for v in ran if isinstance(v["cost"].get("monthly"), dict)]
+    if monthly:
+        lines += ["", "Per month at the stated daily volume:", ""]
+        lines += _table(["Variant", "Daily bytes", "Class", "USD per month"],
+                        [[_name(v), format_number(m.get("daily_bytes")), _cell(str(m.get("link_class"))),
+                          format_number(m.get("usd"))] for v, m in monthly])
+    return lines + [""]
+
+
+def _timeline(variants: List[Dict[str, Any]]) -> List[str]:
+    ran = [v for v in variants if isinstance(v.get("timeline"), dict)]
+    if not ran:
+        return []
+    rows = []
+    for variant in ran:
+        for event in variant["timeline"].get("events") or []:
+            rows.append([_name(variant), _cell(str(event.get("action"))), _cell(str(event.get("link") or "")),
+                         format_number(event.get("at_s")), format_number(event.get("fired_at_s")),
+                         format_number(event.get("outage_s")), format_number(event.get("time_to_recover_s"))])
+    lines = ["## Events over time", "",
+             "Outage: the longest stretch without throughput after the event; recovery: until throughput "
+             "is back near its level before the event (docs/events.md).", ""]
+    lines += _table(["Variant", "Event", "Link", "Planned (s)", "Fired (s)", "Outage (s)", "Recovered after (s)"],
+                    rows)
+    return lines + [""]
+
+
+def sections(variants: List[Dict[str, Any]]) -> List[str]:
+    return _training(variants) + _storage(variants) + _timeline(variants) + _cost(variants)
