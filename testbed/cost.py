@@ -48,6 +48,7 @@ __all__ = [
     "egress_cost_usd",
     "scenario_cost",
     "monthly_cost",
+    "monthly_mix",
     "link_class",
     "preset_of",
     "link_presets",
@@ -422,6 +423,25 @@ def monthly_cost(daily_bytes: float, link_class: str,
         "monthly_bytes": monthly_bytes,
         "usd": egress_cost_usd(monthly_bytes, link_class, prices),
     }
+
+
+def monthly_mix(daily_bytes: float, cost_doc: Mapping[str, Any], config: Optional[CostConfig] = None,
+                days: int = 30) -> dict:
+    """A month of ``daily_bytes`` a day split over link classes as a run's egress was.
+
+    ``cost_doc`` is a :func:`traffic_cost` document; each class gets its share
+    of the daily volume and is priced on its month's volume (tiers apply).
+    Returns ``{"daily_bytes", "days", "link_class": "mix", "by_class": {class: usd}, "usd"}``.
+    """
+    config = config or parse_config()
+    daily = _volume(daily_bytes, "cost.daily_volume")
+    total = float(cost_doc.get("total_bytes") or 0)
+    by_class: Dict[str, float] = {}
+    for cls, info in (cost_doc.get("classes") or {}).items():
+        share = info["egress_bytes"] / total if total else 0.0
+        by_class[cls] = monthly_cost(daily * share, cls, config.prices, days)["usd"]
+    return {"daily_bytes": daily, "days": days, "link_class": "mix", "by_class": by_class,
+            "usd": sum(by_class.values())}
 
 
 # ---------------------------------------------------------------- links

@@ -61,15 +61,19 @@ def _storage(variants: List[Dict[str, Any]]) -> List[str]:
     for variant in ran:
         data = variant["storage"]
         for epoch in data.get("epochs") or []:
-            rows.append([_name(variant), "yes" if data.get("cache") else "no", format_number(epoch.get("epoch")),
-                         format_number(epoch.get("reads")), format_number(epoch.get("latency_ms_p50")),
-                         format_number(epoch.get("latency_ms_p99")), format_number(epoch.get("throughput_mbps")),
-                         format_number(epoch.get("hit_ratio")), format_number(epoch.get("corrupt_detected")),
-                         format_number(epoch.get("retries"))])
+            rows.append([_name(variant), "yes" if data.get("cache_enabled") else "no",
+                         format_number(epoch.get("epoch")), format_number(epoch.get("reads")),
+                         format_number(epoch.get("latency_p50_ms")), format_number(epoch.get("latency_p99_ms")),
+                         format_number(epoch.get("throughput_mbps")), format_number(epoch.get("hit_ratio")),
+                         format_number(epoch.get("origin_bytes_sent")),
+                         f"{format_number(epoch.get('corrupt_detected'))} / {format_number(epoch.get('corrupt_injected'))}",
+                         format_number(epoch.get("retries")), format_number(epoch.get("failed_reads"))])
     lines = ["## Central storage reads", "",
-             "Every object verified against its sha256 by the reader; corrupt reads are counted and retried.", ""]
+             "Every object is verified against its sha256 by the reader (and by the cache before it stores "
+             "it); corrupt answers are counted and retried, never accepted (docs/storage.md).", ""]
     lines += _table(["Variant", "Cache", "Epoch", "Reads", "Latency p50 (ms)", "Latency p99 (ms)",
-                     "Throughput (Mbit/s)", "Hit ratio", "Corrupt detected", "Retries"], rows)
+                     "Throughput (Mbit/s)", "Hit ratio", "Origin bytes sent", "Corrupt detected / injected",
+                     "Retries", "Failed"], rows)
     return lines + [""]
 
 
@@ -83,7 +87,7 @@ def _cost(variants: List[Dict[str, Any]]) -> List[str]:
         for key, link in (cost.get("links") or {}).items():
             if not link.get("egress_bytes"):
                 continue
-            rows.append([_name(variant), _cell(str(link.get("link", key))), _cell(str(link.get("class"))),
+            rows.append([_name(variant), _cell(str(key)), _cell(str(link.get("class"))),
                          format_number(link.get("egress_bytes")), format_number(link.get("usd"))])
         rows.append([_name(variant), "**total**", "", format_number(cost.get("total_bytes")),
                      format_number(cost.get("total_usd"))])

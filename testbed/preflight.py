@@ -82,7 +82,8 @@ def _no_link(scenario: Scenario, name: str, names: Set[str]) -> str:
 
 def check_tools(scenario: Scenario) -> None:
     """Every step's tools are installed (exit 3 with a fix hint otherwise)."""
-    for kind, _options in scenario.steps():
+    kinds = {kind for index in range(len(scenario.variants)) for kind, _ in scenario.steps(index)}
+    for kind in sorted(kinds):
         runner = RUNNERS.get(kind)
         if runner is not None and hasattr(runner, "check"):
             runner.check(None)

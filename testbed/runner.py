@@ -22,9 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from testbed import fidelity, plots, report, results, summary
+from testbed import cost, fidelity, plots, report, results, summary
 from testbed.errors import InputError, RunError, TestbedError
-from testbed.lab import state
+from testbed.lab import counters, state
 from testbed.lab.lab import Lab, require_root
 from testbed.measure import RUNNERS
 from testbed.measure.steady import time_to_steady_s
@@ -189,8 +189,14 @@ def _run_training(lab: Lab, options, progress) -> dict:
     return run_training(lab, options.engine_options(), progress)
 
 
+def _run_storage(lab: Lab, options, progress) -> dict:
+    from testbed.storage.step import run_storage
+
+    return run_storage(lab, options, progress)
+
+
 #: steps that use the whole lab rather than the two endpoints
-LAB_STEPS = {"collective": _run_collective, "training": _run_training}
+LAB_STEPS = {"collective": _run_collective, "training": _run_training, "storage": _run_storage}
 #: steps run by this process's own engine (not tools in the lab): not run in a watched thread
 IN_PROCESS_STEPS = ("collective", "training")
 
@@ -212,6 +218,26 @@ def _trim(kind: str, data: dict) -> dict:
         for direction in ("forward", "reverse"):
             (data.get(direction) or {}).pop("packets", None)
     return data
+
+
+def _variant_cost(scenario: Scenario, lab: Lab, config: dict, before: dict) -> dict:
+    """Egress bytes of every inter-site link since ``before``, priced (testbed/cost.py).
+
+    With ``scale`` the counted bytes are multiplied back to real scale. With
+    ``cost.daily_volume`` a monthly figure prices that volume a day in the
+    variant's own mix of link classes.
+    """
+    config_cost, daily = scenario._cost or (None, None)
+    moved = counters.delta(before, counters.link_bytes(lab))
+    if lab.scale != 1:
+        for link in moved.values():
+            for key in ("a_to_b_bytes", "b_to_a_bytes"):
+                link[key] = int(link[key] * lab.scale)
+    presets = cost.link_presets(scenario.topology, config["params"], config["links"])
+    doc = cost.traffic_cost(moved, presets, config_cost)
+    if daily is not None:
+        doc["monthly"] = cost.monthly_mix(daily, doc, config_cost)
+    return doc
 
 
 def _lab_name(pid: int, index: int) -> str:
@@ -277,9 +303,10 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
         src, dst = lab.node(ends["src"]), lab.node(ends["dst"])
         entry["endpoints"] = {"src": src.name, "dst": dst.name}
         entry["time_to_connectivity_s"] = _wait_connectivity(src, dst)
+        counters_before = counters.link_bytes(lab)
         tcp_options = None
         busy = {}
-        for kind, options in scenario.steps():
+        for kind, options in scenario.steps(index):
             if kind == "steady":
                 if entry.get("tcp"):
                     entry["tcp"]["time_to_steady_s"] = time_to_steady_s(
@@ -305,6 +332,7 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
             if kind == "tcp":
                 tcp_options = options
             lab.check()
+        entry["cost"] = _variant_cost(scenario, lab, config, counters_before)
         entry["emulator"] = {"delay_lines": _delay_line_summary(lab),
                              "cpu_busy_pct": busy.get("tcp"), "cpu_busy_pct_by_step": busy}
         # the measured path when the path step ran, else the routed (shortest) one

@@ -49,6 +49,7 @@ from testbed.overrides import apply_overrides, set_dotted
 from testbed.presets import load_presets
 from testbed.profile import resolve_link
 from testbed.scale import MAX_SCALE
+from testbed.storage.options import StorageOptions
 from testbed.units import parse_rate_bps, parse_size_bytes
 from testbed.yamltext import load_yaml
 
@@ -309,6 +310,7 @@ STEP_OPTIONS: Dict[str, Type[_Strict]] = {
     "steady": SteadyOptions,
     "collective": CollectiveOptions,
     "training": TrainingOptions,
+    "storage": StorageOptions,
 }
 
 
@@ -323,6 +325,7 @@ class Measure(_Strict):
     steady: Optional[SteadyOptions] = None
     collective: Optional[CollectiveOptions] = None
     training: Optional[TrainingOptions] = None
+    storage: Optional[StorageOptions] = None
 
     _order: Tuple[str, ...] = PrivateAttr(default=())
 
@@ -399,6 +402,17 @@ class Variant(_Strict):
     description: StrictStr = ""
     params: Dict[ParamKey, Plain] = Field(default_factory=dict)
     links: Dict[Name, Plain] = Field(default_factory=dict)
+    measure: Dict[StrictStr, Plain] = Field(default_factory=dict)
+
+
+def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 class Scenario(_Strict):
@@ -417,11 +431,13 @@ class Scenario(_Strict):
     measure: Measure
     repeats: int = Field(1, ge=1, le=100)
     scale: float = Field(1.0, ge=1, le=MAX_SCALE, allow_inf_nan=False)
+    cost: Dict[StrictStr, Plain] = Field(default_factory=dict)
     quick: Dict[DottedKey, Plain] = Field(default_factory=dict)
     fidelity: FidelityOptions = Field(default_factory=FidelityOptions)
 
     _source: Optional[str] = PrivateAttr(default=None)
     _presets: Any = PrivateAttr(default=None)
+    _cost: Any = PrivateAttr(default=None)  # (testbed.cost.CostConfig, daily bytes or None)
 
     @property
     def source(self) -> Optional[str]:
@@ -481,8 +497,19 @@ class Scenario(_Strict):
             for name, value in merged.items()
         }
 
-    def steps(self) -> List[Tuple[str, BaseModel]]:
-        return self.measure.steps()
+    def steps(self, which: Union["Variant", str, int, None] = None) -> List[Tuple[str, BaseModel]]:
+        """The measurement steps; of one variant when ``which`` is given (its ``measure:`` merged in)."""
+        return self.variant_measure(which).steps() if which is not None else self.measure.steps()
+
+    def variant_measure(self, which: Union["Variant", str, int]) -> "Measure":
+        """The scenario's ``measure`` with the variant's ``measure:`` deep-merged over it.
+
+        Steps keep the scenario's order; a step only the variant names comes last.
+        """
+        variant = self.variant(which)
+        if not variant.measure:
+            return self.measure
+        return Measure.model_validate(_deep_merge(self.measure.to_dict(), variant.measure))
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready copy, recorded in results.json."""
@@ -586,6 +613,20 @@ def _check_cross_fields(scenario: Scenario, topologies: Optional[Collection[str]
         raise InputError("endpoints.dst", "src and dst must be different hosts", source=source)
 
 
+def _check_cost(value: Dict[str, Any], source: Optional[str]):
+    """The ``cost:`` section: testbed.cost's config, plus ``daily_volume`` for a monthly figure."""
+    from testbed import cost
+
+    body = dict(value)
+    daily = body.pop("daily_volume", None)
+    if daily is not None:
+        try:
+            daily = parse_size_bytes(daily, "cost.daily_volume")
+        except InputError as exc:
+            raise InputError("cost.daily_volume", exc.message, source=source) from exc
+    return cost.parse_config(body, "cost", source), daily
+
+
 def parse_scenario(
     data: Any,
     source: Optional[str] = None,
@@ -600,9 +641,17 @@ def parse_scenario(
     except ValidationError as exc:
         raise _translate(exc, source) from exc
     _check_cross_fields(scenario, topologies, source)
+    for index, variant in enumerate(scenario.variants):
+        if variant.measure:
+            try:
+                scenario.variant_measure(index)
+            except ValidationError as exc:
+                err = _translate(exc, source)
+                raise InputError(f"variants.{index}.measure.{err.field}", err.message, source=source) from exc
     if presets is None:
         presets = load_presets()
     _check_links(scenario, presets, source)
+    scenario._cost = _check_cost(scenario.cost, source)
     scenario._source = source
     scenario._presets = presets
     return scenario

@@ -403,3 +403,42 @@ def test_shipped_scenarios_validate(path, quick):
     assert s.name == yaml.safe_load(path.read_text())["name"]
     for variant in s.variants:
         s.variant_links(variant)
+
+
+def test_a_variant_measure_is_deep_merged_over_the_shared_one():
+    from testbed.scenario import parse_scenario
+
+    doc = {"name": "vm", "topology": "pair",
+           "variants": [{"name": "a"}, {"name": "b", "measure": {"tcp": {"duration_s": 2}, "path": {}}}],
+           "measure": {"ping": {"count": 3}, "tcp": {"duration_s": 9, "streams": 2}}}
+    scenario = parse_scenario(doc)
+    a, b = dict(scenario.steps(0)), dict(scenario.steps(1))
+    assert a["tcp"].duration_s == 9 and "path" not in a
+    assert b["tcp"].duration_s == 2 and b["tcp"].streams == 2  # merged, not replaced
+    assert [kind for kind, _ in scenario.steps(1)] == ["ping", "tcp", "path"]
+
+
+def test_a_bad_variant_measure_names_the_variant_field():
+    from testbed.errors import InputError
+    from testbed.scenario import parse_scenario
+
+    doc = {"name": "vm", "topology": "pair", "variants": [{"name": "a", "measure": {"tcp": {"duraton_s": 2}}}],
+           "measure": {"tcp": {}}}
+    with pytest.raises(InputError) as info:
+        parse_scenario(doc)
+    assert info.value.field == "variants.0.measure.tcp.duraton_s", str(info.value)
+
+
+def test_cost_section_is_validated_and_daily_volume_parsed():
+    from testbed.errors import InputError
+    from testbed.scenario import parse_scenario
+
+    base = {"name": "c", "topology": "pair", "variants": [{"name": "a"}], "measure": {"ping": {}}}
+    scenario = parse_scenario(dict(base, cost={"daily_volume": "2TB", "default_class": "interconnect"}))
+    config, daily = scenario._cost
+    assert daily == 2_000_000_000_000 and config.default_class == "interconnect"
+    for bad, field in (({"daily_volume": "lots"}, "cost.daily_volume"), ({"default_class": "nope"}, "cost.default_class"),
+                       ({"bogus": 1}, "cost.bogus")):
+        with pytest.raises(InputError) as info:
+            parse_scenario(dict(base, cost=bad))
+        assert info.value.field == field, str(info.value)
