@@ -30,13 +30,14 @@ from __future__ import annotations
 import ipaddress
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import AbstractSet, Dict, List, Mapping, Optional, Tuple
 
 from testbed.errors import InputError
 from testbed.lab.naming import check_node_name, intf_name, netns_name, wire_netns
 from testbed.profile import LinkProfile, LinkSpec, resolve_link
 
-__all__ = ["WIRE_PORT_A", "WIRE_PORT_B", "IntfPlan", "LinkPlan", "NodePlan", "LabPlan", "make_plan", "DEFAULT_MTU"]
+__all__ = ["WIRE_PORT_A", "WIRE_PORT_B", "IntfPlan", "LinkPlan", "NodePlan", "LabPlan", "make_plan",
+           "compute_routes", "DEFAULT_MTU"]
 
 DEFAULT_MTU = 1500
 WIRE_PORT_A = "port-a"  # wire port facing link.a
@@ -139,6 +140,36 @@ class LabPlan:
             ],
         }
 
+    @classmethod
+    def from_dict(cls, doc: Mapping) -> "LabPlan":
+        """The plan back from :meth:`to_dict` (a running lab's state), routes included."""
+        links = [
+            LinkPlan(int(l["id"]), l["a"], l["b"], l["a_intf"], l["b_intf"], l["name"],
+                     resolve_link(l["profile"], f"plan.links.{l['id']}"), int(l["mtu"]),
+                     l.get("wire"))
+            for l in doc["links"]
+        ]
+        link_of = {}
+        for l in links:
+            link_of[(l.a, l.a_intf)] = l.id
+            link_of[(l.b, l.b_intf)] = l.id
+        segments = {int(k): v for k, v in doc["segments"].items()}
+        nets = {k: ipaddress.IPv4Network(v) for k, v in segments.items()}
+        nodes: Dict[str, NodePlan] = {}
+        for name, n in doc["nodes"].items():
+            node = NodePlan(name=name, role=n["role"], netns=n["netns"], site=n.get("site"),
+                            routes=[(r[0], r[1]) for r in n.get("routes", [])])
+            for i in n["intfs"]:
+                peer_node, _, peer_intf = i["peer"].partition(":")
+                segment = None
+                if i.get("address"):
+                    ip = ipaddress.IPv4Interface(i["address"]).ip
+                    segment = next((k for k, net in nets.items() if ip in net), None)
+                node.intfs.append(IntfPlan(i["name"], name, link_of[(name, i["name"])], peer_node,
+                                           peer_intf, int(i["mtu"]), i.get("address"), segment))
+            nodes[name] = node
+        return cls(lab=doc["lab"], block=doc["block"], nodes=nodes, links=links, segments=segments)
+
 
 def _role(topo, name: str) -> str:
     if topo.isSwitch(name):
@@ -240,20 +271,64 @@ def _allocate(block: ipaddress.IPv4Network, segments: List[List[IntfPlan]], node
     return subnets
 
 
-def _routes(nodes: Dict[str, NodePlan], subnets: Dict[int, str]) -> None:
-    """Static routes along shortest paths that pass only through routers."""
+def _l2_reach(nodes: Dict[str, NodePlan], down_links: AbstractSet[int]) -> Dict[Tuple[str, str], object]:
+    """Which layer-2 piece each L3 interface sits on once ``down_links`` are cut.
+
+    Two interfaces of one segment still reach each other when they map to the
+    same piece; an interface on a cut link maps to nothing.
+    """
+    piece: Dict[Tuple[str, str], object] = {}
+    switch_piece: Dict[str, str] = {}
+    for node in nodes.values():
+        if node.role == "switch":
+            continue
+        for intf in node.intfs:
+            if intf.link_id in down_links:
+                continue
+            peer = nodes[intf.peer_node]
+            if peer.role != "switch":
+                piece[(node.name, intf.name)] = ("link", intf.link_id)
+                continue
+            if peer.name not in switch_piece:
+                todo, seen = deque([peer.name]), {peer.name}
+                while todo:
+                    for sw_intf in nodes[todo.popleft()].intfs:
+                        other = nodes[sw_intf.peer_node]
+                        if (other.role == "switch" and other.name not in seen
+                                and sw_intf.link_id not in down_links):
+                            seen.add(other.name)
+                            todo.append(other.name)
+                label = min(seen)
+                for sw in seen:
+                    switch_piece[sw] = label
+            piece[(node.name, intf.name)] = ("switches", switch_piece[peer.name])
+    return piece
+
+
+def _routes(nodes: Dict[str, NodePlan], subnets: Dict[int, str],
+            down_links: AbstractSet[int] = frozenset()) -> None:
+    """Static routes along shortest paths that pass only through routers.
+
+    Links whose ids are in ``down_links`` carry nothing (a failover's view).
+    """
     # neighbours: node -> list of (neighbour, neighbour's address on the shared segment)
     by_segment: Dict[int, List[IntfPlan]] = {}
     for node in nodes.values():
         for intf in node.intfs:
             if intf.segment is not None:
                 by_segment.setdefault(intf.segment, []).append(intf)
+    reach = _l2_reach(nodes, down_links) if down_links else None
     neighbours: Dict[str, List[Tuple[str, str]]] = {n: [] for n in nodes}
     for members in by_segment.values():
         for a in members:
             for b in members:
-                if a.node != b.node:
-                    neighbours[a.node].append((b.node, b.address.split("/")[0]))
+                if a.node == b.node:
+                    continue
+                if reach is not None:
+                    here = reach.get((a.node, a.name))
+                    if here is None or here != reach.get((b.node, b.name)):
+                        continue
+                neighbours[a.node].append((b.node, b.address.split("/")[0]))
     attached = {
         n: {i.segment for i in nodes[n].intfs if i.segment is not None} for n in nodes
     }
@@ -282,6 +357,24 @@ def _routes(nodes: Dict[str, NodePlan], subnets: Dict[int, str]) -> None:
                 if seg not in routed:
                     routed.add(seg)
                     src.routes.append((subnets[seg], first_hop[dst]))
+
+
+def compute_routes(plan: LabPlan, down_links: AbstractSet[int] = frozenset()
+                   ) -> Dict[str, List[Tuple[str, str]]]:
+    """The static routes of every L3 node of ``plan`` with links ``down_links`` (ids) cut.
+
+    The same shortest-path rule as the lab was built with; with no link cut it
+    gives exactly the plan's routes. Pure: the plan is not changed.
+    """
+    unknown = set(down_links) - {l.id for l in plan.links}
+    if unknown:
+        raise InputError("links", f"plan {plan.lab!r} has no link with id {sorted(unknown)[0]}")
+    nodes = {
+        name: NodePlan(name=n.name, role=n.role, netns=n.netns, site=n.site, intfs=list(n.intfs))
+        for name, n in plan.nodes.items()
+    }
+    _routes(nodes, plan.segments, frozenset(down_links))
+    return {name: list(n.routes) for name, n in nodes.items() if n.role != "switch"}
 
 
 def make_plan(
