@@ -15,7 +15,9 @@
  * pre-draws per-packet (delay_ns, flags, aux) into a single-producer
  * single-consumer ring per queue (Engine.push); the loop only consumes.
  * A queue with no randomness (no jitter, loss, corrupt, reorder) runs in
- * constant mode and needs no feed.
+ * constant mode and needs no feed. Engine.reconfigure changes a queue's
+ * mode, constant delay and GSO flag between run() calls (a profile change
+ * at runtime); the feed ring is emptied so no draw of the old model is used.
  *
  * Semantics are those of testbed/delayline/line.py: loss decided at arrival
  * (drop verdict), FIFO release due = max(arrival + delay, previous due),
@@ -861,16 +863,15 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw)
         q->const_delay_ns = cdelay;
         any_payload |= q->copy_payload;
         sched_init(&q->s);
-        if (!q->const_mode) {
-            q->f_delay = calloc((size_t)feed_size, sizeof(int64_t));
-            q->f_flags = calloc((size_t)feed_size, 1);
-            q->f_aux = calloc((size_t)feed_size, sizeof(uint32_t));
-            q->f_mask = (uint64_t)feed_size - 1;
-            if (!q->f_delay || !q->f_flags || !q->f_aux) {
-                Py_DECREF(seq);
-                PyErr_NoMemory();
-                return -1;
-            }
+        /* every queue gets a ring: reconfigure may turn a constant queue random */
+        q->f_delay = calloc((size_t)feed_size, sizeof(int64_t));
+        q->f_flags = calloc((size_t)feed_size, 1);
+        q->f_aux = calloc((size_t)feed_size, sizeof(uint32_t));
+        q->f_mask = (uint64_t)feed_size - 1;
+        if (!q->f_delay || !q->f_flags || !q->f_aux) {
+            Py_DECREF(seq);
+            PyErr_NoMemory();
+            return -1;
         }
     }
     Py_DECREF(seq);
@@ -911,6 +912,72 @@ static PyObject *Engine_bind(Engine *e, PyObject *noargs)
             errno = -err;
             PyErr_Format(PyExc_OSError, "binding NFQUEUE queue %d: %s", e->q[i].queue_num, strerror(-err));
             return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* Change a bound queue's GSO flag: one config message, no ack asked (the
+ * loop owns the socket's input; a refusal arrives as an NLMSG_ERROR that
+ * the loop counts in verdict_errors). */
+static int send_queue_flags(Engine *e, queue_t *q)
+{
+    uint8_t buf[256];
+    nlbuf_t b = {buf, 0, sizeof(buf)};
+    struct nlmsghdr *nlh = nl_begin(&b, NFQNL_MSG_CONFIG, 0, q->queue_num, 0);
+    uint32_t flags = htonl(q->gso ? NFQA_CFG_F_GSO : 0);
+    uint32_t mask = htonl(NFQA_CFG_F_GSO);
+    nl_attr(nlh, NFQA_CFG_FLAGS, &flags, sizeof(flags));
+    nl_attr(nlh, NFQA_CFG_MASK, &mask, sizeof(mask));
+    nl_end(&b, nlh);
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    ssize_t r;
+    do {
+        r = sendto(e->fd, b.buf, b.len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
+    } while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+
+static PyObject *Engine_reconfigure(Engine *e, PyObject *args)
+{
+    int qi;
+    PyObject *d;
+    if (!PyArg_ParseTuple(args, "iO!", &qi, &PyDict_Type, &d))
+        return NULL;
+    if (qi < 0 || qi >= e->nq) {
+        PyErr_SetString(PyExc_ValueError, "no such queue");
+        return NULL;
+    }
+    if (e->running) {
+        PyErr_SetString(PyExc_RuntimeError, "reconfigure() while run() is looping");
+        return NULL;
+    }
+    queue_t *q = &e->q[qi];
+    long long cmode, cdelay, gso, copy;
+    if (dict_int(d, "const_mode", q->const_mode, &cmode) ||
+        dict_int(d, "delay_ns", q->const_delay_ns, &cdelay) || dict_int(d, "gso", q->gso, &gso) ||
+        dict_int(d, "copy_payload", q->copy_payload, &copy))
+        return NULL;
+    if (cdelay < 0) {
+        PyErr_SetString(PyExc_ValueError, "bad delay_ns");
+        return NULL;
+    }
+    if ((int)copy != q->copy_payload) {
+        PyErr_SetString(PyExc_ValueError, "copy_payload (corrupt) cannot change at runtime");
+        return NULL;
+    }
+    q->const_mode = (int)cmode;
+    q->const_delay_ns = cdelay;
+    /* drop the old model's draws: the loop is not running, the producer holds its lock */
+    atomic_store(&q->f_head, atomic_load(&q->f_tail));
+    if ((int)gso != q->gso) {
+        q->gso = (int)gso;
+        if (e->fd >= 0) {
+            int err = send_queue_flags(e, q);
+            if (err) {
+                errno = -err;
+                return PyErr_SetFromErrno(PyExc_OSError);
+            }
         }
     }
     Py_RETURN_NONE;
@@ -1076,6 +1143,8 @@ static PyMethodDef Engine_methods[] = {
     {"push", (PyCFunction)Engine_push, METH_VARARGS,
      "push(qi, delays_ns int64 buf, flags uint8 buf, aux uint32 buf) -> entries taken."},
     {"feed_level", (PyCFunction)Engine_feed_level, METH_VARARGS, "feed_level(qi) -> (filled, size)."},
+    {"reconfigure", (PyCFunction)Engine_reconfigure, METH_VARARGS,
+     "reconfigure(qi, {const_mode, delay_ns, gso}) between run() calls; empties the feed ring."},
     {"stats", (PyCFunction)Engine_stats, METH_NOARGS, "Counters and lateness histograms."},
     {"close", (PyCFunction)Engine_close, METH_NOARGS, "Close the socket (queued packets are dropped)."},
     {NULL, NULL, 0, NULL},

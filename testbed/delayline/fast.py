@@ -13,7 +13,11 @@ Python keeps what it is good at and what must stay single-sourced:
   by a thread every ``STATS_PERIOD_S``;
 * signals: SIGTERM/SIGINT wake the C loop through ``signal.set_wakeup_fd``;
   the final stats are written and the socket closed (the kernel drops what
-  is still held, as the Python line's unbind does).
+  is still held, as the Python line's unbind does);
+* reload: SIGHUP wakes the loop the same way; between two ``run()`` calls
+  the config file is re-read (:mod:`testbed.delayline.reload`) and each
+  changed queue gets ``Engine.reconfigure`` (mode, constant delay, GSO) and
+  a new feeder, with the feed thread paused so no old draw is pushed.
 
 GSO: a queue takes GSO packets whole (``NFQA_CFG_F_GSO``) unless it drops or
 corrupts packets, where loss and corruption must hit single wire packets
@@ -32,6 +36,7 @@ from array import array
 from typing import Dict, List, Optional, Tuple
 
 from testbed.delayline.latehist import LatenessHistogram
+from testbed.delayline.reload import changed_queues, read_config
 from testbed.delayline.sampling import PacketModels
 
 try:
@@ -161,10 +166,14 @@ def _late_ms(q: dict) -> dict:
 class FastDelayLine:
     """One namespace's delay line on the C engine (same config as ``DelayLine``)."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, config_path: Optional[str] = None):
         if _fastline is None:
             raise RuntimeError("the C delay-line engine (_fastline) is not built")
         self.config = config
+        self.config_path = config_path
+        self.generation = int(config.get("generation", 0))
+        self.reloads = 0
+        self.reload_requested = False
         self.qcfgs: List[dict] = list(config["queues"])
         self.stats_path: str = config["stats_path"]
         self.settings = [engine_queue_config(q) for q in self.qcfgs]
@@ -179,20 +188,23 @@ class FastDelayLine:
                                        rcvbuf_bytes=RCVBUF_BYTES, feed_size=FEED_SIZE)
         self._threads_stop = threading.Event()
         self._stats_lock = threading.Lock()
+        self._feed_lock = threading.Lock()
+        self._feed_thread: Optional[threading.Thread] = None
 
     # -- model feed -----------------------------------------------------
     def _feed_once(self) -> int:
         """Top up every feed ring by whole chunks; returns entries pushed."""
         pushed = 0
-        for qi, feeder in self.feeders.items():
-            filled, size = self.engine.feed_level(qi)
-            while size - filled >= FEED_CHUNK:
-                delays, flags, aux = feeder.draw(FEED_CHUNK)
-                taken = self.engine.push(qi, delays, flags, aux)
-                if taken != FEED_CHUNK:  # cannot happen with one producer; keep the rest
-                    self.errors.append(f"feed {qi}: pushed {taken} of {FEED_CHUNK}")
-                pushed += taken
-                filled += taken
+        with self._feed_lock:
+            for qi, feeder in self.feeders.items():
+                filled, size = self.engine.feed_level(qi)
+                while size - filled >= FEED_CHUNK:
+                    delays, flags, aux = feeder.draw(FEED_CHUNK)
+                    taken = self.engine.push(qi, delays, flags, aux)
+                    if taken != FEED_CHUNK:  # cannot happen with one producer; keep the rest
+                        self.errors.append(f"feed {qi}: pushed {taken} of {FEED_CHUNK}")
+                    pushed += taken
+                    filled += taken
         return pushed
 
     def _feed_loop(self) -> None:
@@ -221,6 +233,7 @@ class FastDelayLine:
             errors.append(f"{est['verdict_errors']} verdicts refused by the kernel "
                           f"(last errno {est['last_verdict_errno']})")
         doc = dict(pid=os.getpid(), ready=ready, final=final, engine="c",
+                   generation=self.generation, reloads=self.reloads,
                    uptime_s=round(time.monotonic() - self.started, 3),
                    cpu_s=round(sum(os.times()[:2]), 3), lead_us=round(est["lead_us"], 1),
                    errors=errors, queues=out)
@@ -233,6 +246,48 @@ class FastDelayLine:
     # -- lifecycle ------------------------------------------------------
     def stop(self, *_args) -> None:
         self.running = False
+
+    def request_reload(self, *_args) -> None:
+        self.reload_requested = True
+
+    def reload(self) -> None:
+        """Re-read the config file and reconfigure the changed queues (loop not running)."""
+        self.reload_requested = False
+        if not self.config_path:
+            self.errors.append("reload: the line has no config file to re-read")
+            return
+        try:
+            new = read_config(self.config_path)
+            changed, errors = changed_queues(self.qcfgs, new)
+            with self._feed_lock:
+                for qi, qcfg in changed.items():
+                    settings = engine_queue_config(qcfg)
+                    self.engine.reconfigure(qi, settings)
+                    self.qcfgs[qi] = qcfg
+                    self.settings[qi] = settings
+                    if settings["const_mode"]:
+                        self.feeders.pop(qi, None)
+                    else:
+                        self.feeders[qi] = ModelFeeder(qcfg)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.errors.append(f"reload: {exc}")
+            return
+        self.errors.extend(errors)
+        # one chunk now (the loop is stopped meanwhile: a full ring takes ~0.2 s
+        # per queue); the feed thread tops the rings up while the loop runs
+        with self._feed_lock:
+            for qi in changed:
+                if qi in self.feeders:
+                    self.engine.push(qi, *self.feeders[qi].draw(FEED_CHUNK))
+        if self.feeders and self._feed_thread is None:
+            self._start_feed_thread()
+        self.generation = int(new.get("generation", self.generation))
+        self.reloads += 1
+        self.write_stats()
+
+    def _start_feed_thread(self) -> None:
+        self._feed_thread = threading.Thread(target=self._feed_loop, name="feed", daemon=True)
+        self._feed_thread.start()
 
     def _drain_wake(self) -> None:
         try:
@@ -253,15 +308,19 @@ class FastDelayLine:
             self.engine.bind()
             self.write_stats(ready=True)
             if self.feeders:
-                threads.append(threading.Thread(target=self._feed_loop, name="feed", daemon=True))
+                self._start_feed_thread()
             threads.append(threading.Thread(target=self._stats_loop, name="stats", daemon=True))
             for t in threads:
                 t.start()
             while self.running:
                 self.engine.run()  # returns when a signal arrived
                 self._drain_wake()
+                if self.reload_requested and self.running:
+                    self.reload()
         finally:
             self._threads_stop.set()
+            if self._feed_thread is not None:
+                threads.append(self._feed_thread)
             for t in threads:
                 t.join(timeout=2.0)
             signal.set_wakeup_fd(old_wakeup)
@@ -274,10 +333,14 @@ class FastDelayLine:
                 os.close(self._wake_w)
 
 
-def run_fast(config: dict) -> int:
-    """Run the C engine for ``config`` until SIGTERM/SIGINT; returns the exit code."""
-    line = FastDelayLine(config)
+def run_fast(config: dict, config_path: Optional[str] = None) -> int:
+    """Run the C engine for ``config`` until SIGTERM/SIGINT; returns the exit code.
+
+    SIGHUP re-reads ``config_path`` (a profile change, see :meth:`FastDelayLine.reload`).
+    """
+    line = FastDelayLine(config, config_path)
     signal.signal(signal.SIGTERM, line.stop)
     signal.signal(signal.SIGINT, line.stop)
+    signal.signal(signal.SIGHUP, line.request_reload)
     line.run()
     return 0

@@ -19,6 +19,10 @@ Timing: the loop sleeps in ``select`` until shortly before the next release
 and spins for the last stretch; the sleep's lead adapts to the wake-up
 overshoot measured on this machine. Lateness (actual minus due release time)
 of every packet is recorded (a histogram: cheap to read while running) and reported.
+
+Reload: SIGHUP makes the line re-read its config file and give the queues
+whose profile changed new models (:mod:`testbed.delayline.reload`); the
+stats report the config ``generation`` in force and the ``reloads`` done.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Dict, List, Optional
 from netfilterqueue import COPY_META, COPY_PACKET, NetfilterQueue
 
 from testbed.delayline.latehist import LatenessHistogram
+from testbed.delayline.reload import changed_queues, read_config
 from testbed.delayline.sampling import PacketModels
 
 __all__ = ["DelayLine", "QueueState", "run_from_config"]
@@ -56,12 +61,9 @@ class QueueState:
     """One NFQUEUE queue: one direction of one link."""
 
     def __init__(self, cfg: dict):
-        self.cfg = cfg
         self.num = int(cfg["queue_num"])
+        self.set_config(cfg)
         prof = cfg["profile"]
-        models = PacketModels(prof, cfg.get("seed"))
-        self.delay, self.lose, self.rng = models.delay, models.lose, models.rng
-        self.duplicate, self.corrupt, self.reorder = models.duplicate, models.corrupt, models.reorder
         self.needs_payload = bool(prof.get("duplicate_pct") or prof.get("corrupt_pct"))
         self.fifo: collections.deque = collections.deque()  # (due, seq, pkt, dup)
         self.side: List[tuple] = []  # heap of reordered packets
@@ -71,6 +73,13 @@ class QueueState:
                              corrupted=0, reordered=0, held_max=0, kernel_ts=0)
         self.late = LatenessHistogram()
         self.nfq: Optional[NetfilterQueue] = None
+
+    def set_config(self, cfg: dict) -> None:
+        """Models from ``cfg``'s profile and seed (at start and on reload)."""
+        self.cfg = cfg
+        models = PacketModels(cfg["profile"], cfg.get("seed"))
+        self.delay, self.lose, self.rng = models.delay, models.lose, models.rng
+        self.duplicate, self.corrupt, self.reorder = models.duplicate, models.corrupt, models.reorder
 
     def head_due(self) -> float:
         due = math.inf
@@ -85,11 +94,15 @@ class QueueState:
 
 
 class DelayLine:
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, config_path: Optional[str] = None):
         self.config = config
+        self.config_path = config_path
         self.queues = [QueueState(q) for q in config["queues"]]
         self.stats_path = config["stats_path"]
         self.running = True
+        self.generation = int(config.get("generation", 0))
+        self.reloads = 0
+        self.reload_requested = False
         self.lead_s = 200e-6
         self.raw: Optional[socket.socket] = None
         self.started = time.monotonic()
@@ -202,8 +215,8 @@ class DelayLine:
                 late_ms={"p50": ms(late.percentile_s(0.5)), "p99": ms(late.percentile_s(0.99)),
                          "max": ms(late.max_s if late.total else None), "samples": late.total},
             ))
-        doc = dict(pid=os.getpid(), ready=ready, final=final,
-                   uptime_s=round(time.monotonic() - self.started, 3),
+        doc = dict(pid=os.getpid(), ready=ready, final=final, generation=self.generation,
+                   reloads=self.reloads, uptime_s=round(time.monotonic() - self.started, 3),
                    cpu_s=round(sum(os.times()[:2]), 3), lead_us=round(self.lead_s * 1e6, 1),
                    errors=self.errors[-10:], queues=out)
         tmp = f"{self.stats_path}.tmp"
@@ -223,6 +236,42 @@ class DelayLine:
     def stop(self, *_args) -> None:
         self.running = False
 
+    def request_reload(self, *_args) -> None:
+        self.reload_requested = True
+
+    def reload(self) -> None:
+        """Re-read the config file; new models for the queues whose profile changed."""
+        self.reload_requested = False
+        if not self.config_path:
+            self.errors.append("reload: the line has no config file to re-read")
+            return
+        try:
+            new = read_config(self.config_path)
+            changed, errors = changed_queues([q.cfg for q in self.queues], new)
+            for index, cfg in changed.items():
+                self.queues[index].set_config(cfg)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.errors.append(f"reload: {exc}")
+            return
+        self.errors.extend(errors)
+        self.generation = int(new.get("generation", self.generation))
+        self.reloads += 1
+        self.write_stats()
+
+    def _wakeup_pipe(self):
+        """A pipe signals write to, so select wakes at once for SIGHUP/SIGTERM (main thread only)."""
+        try:
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread: reloads wait for the next wake-up
+            os.close(r)
+            os.close(w)
+            return None
+        return r, w
+
     def run(self) -> None:
         try:
             ctypes.CDLL(None).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
@@ -235,11 +284,14 @@ class DelayLine:
         self._ts_sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.bind()
         fds = {q.nfq.get_fd(): q for q in self.queues}
-        fd_list = list(fds)
+        wake = self._wakeup_pipe()
+        fd_list = list(fds) + ([wake[0]] if wake else [])
         self.write_stats(ready=True)
         next_stats = time.monotonic() + STATS_PERIOD_S
         try:
             while self.running:
+                if self.reload_requested:
+                    self.reload()
                 now = time.monotonic()
                 self._release_due(now)
                 due = min((q.head_due() for q in self.queues), default=math.inf)
@@ -258,7 +310,10 @@ class DelayLine:
                     over = (woke - now) - timeout
                     self.lead_s = min(LEAD_MAX_S, max(LEAD_MIN_S, 0.9 * self.lead_s + 0.1 * (over + 100e-6)))
                 for fd in ready:
-                    fds[fd].nfq.run(block=False)
+                    if wake and fd == wake[0]:
+                        _drain(fd)
+                    else:
+                        fds[fd].nfq.run(block=False)
                 # stats wait for a gap of at least STATS_GAP_S before the next release
                 if woke >= next_stats and due - woke > STATS_GAP_S:
                     self.write_stats()
@@ -268,6 +323,18 @@ class DelayLine:
             for q in self.queues:
                 if q.nfq is not None:
                     q.nfq.unbind()
+            if wake:
+                signal.set_wakeup_fd(-1)
+                os.close(wake[0])
+                os.close(wake[1])
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 ENGINES = ("python", "c", "auto")
@@ -289,12 +356,13 @@ def run_from_config(path: str) -> int:
         from testbed.delayline import fast
 
         if fast.engine_available():
-            return fast.run_fast(config)
+            return fast.run_fast(config, path)
         if engine == "c":
             raise RuntimeError("delay line engine 'c' asked for, but testbed.delayline._fastline "
                                "is not built (pip install . with gcc and python3-dev)")
-    line = DelayLine(config)
+    line = DelayLine(config, path)
     signal.signal(signal.SIGTERM, line.stop)
     signal.signal(signal.SIGINT, line.stop)
+    signal.signal(signal.SIGHUP, line.request_reload)
     line.run()
     return 0

@@ -12,25 +12,34 @@ receiver's kernel timestamps see it as local.
 
 No ``--queue-bypass``: if a line dies its link goes dark rather than silently
 unimpaired, and :func:`check_alive` turns that into an error for the run.
+
+Runtime profile change (:func:`reconfigure`): the line's config file gets the
+new profile documents and a higher ``generation``, the line is sent SIGHUP
+and reports the generation it runs in its stats file; the caller waits for
+it (:mod:`testbed.delayline.reload` says what a reload may change).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Mapping, Tuple
 
 from testbed.errors import DelayLineDied, InputError, RunError
 from testbed.lab import procs
 from testbed.lab.kcmd import kernel_cmd
 from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan
 
-__all__ = ["UserspaceBackend", "queue_plan", "check_alive", "read_stats"]
+__all__ = ["UserspaceBackend", "queue_plan", "check_alive", "read_stats", "profile_doc",
+           "config_path", "reconfigure"]
 
 READY_TIMEOUT_S = 15.0
+RELOAD_TIMEOUT_S = 5.0
 MAX_LEN_FLOOR = 1024
 MAX_LEN_CAP = 200_000
 ASSUMED_RATE_BPS = 10_000_000_000  # arrival rate bound for an unshaped direction
@@ -42,6 +51,11 @@ def _max_len(profile, mtu: int) -> int:
     hold_s = (profile.delay_ms + 4 * profile.jitter_ms) / 1000.0
     pkts = rate / 8 / max(mtu, 576) * hold_s * 2
     return int(min(MAX_LEN_CAP, max(MAX_LEN_FLOOR, math.ceil(pkts))))
+
+
+def profile_doc(profile) -> dict:
+    """The impairments of one direction as the delay line's config carries them."""
+    return _profile_doc(profile)
 
 
 def _profile_doc(profile) -> dict:
@@ -105,6 +119,65 @@ def read_stats(rec: procs.ProcRecord) -> dict:
             return json.load(fh)
     except (OSError, ValueError, TypeError):
         return {}
+
+
+def config_path(rec: procs.ProcRecord) -> Path:
+    """The config file of the delay line ``rec`` (beside its stats file)."""
+    if not rec.stats or not rec.stats.endswith(".stats.json"):
+        raise RunError(f"delay line in {rec.netns} has no stats file to find its config by")
+    return Path(rec.stats[: -len(".stats.json")] + ".json")
+
+
+def reconfigure(rec: procs.ProcRecord, profiles: Mapping[Tuple[int, str], dict],
+                timeout_s: float = RELOAD_TIMEOUT_S) -> int:
+    """Give the queues of line ``rec`` new profile documents; returns the generation.
+
+    ``profiles`` maps (link id, "forward"|"reverse") to a :func:`profile_doc`;
+    every key must be a queue of this line. Waits (polling its stats file)
+    until the line reports the new generation; RunError if it does not or
+    refuses part of the change.
+    """
+    path = config_path(rec)
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"cannot read the delay line config {path}: {exc}") from exc
+    queues = {(q.get("link_id"), q.get("direction")): q for q in cfg.get("queues", [])}
+    missing = [key for key in profiles if key not in queues]
+    if missing:
+        raise RunError(f"delay line in {rec.netns} has no queue for link {missing[0][0]} "
+                       f"{missing[0][1]}")
+    before = read_stats(rec)
+    if "generation" not in before:
+        raise RunError(f"delay line in {rec.netns} (pid {rec.pid}) cannot reload its profile "
+                       "(started by an older testbed); recreate the lab")
+    for key, doc in profiles.items():
+        queues[key]["profile"] = doc
+    generation = int(cfg.get("generation", 0)) + 1
+    cfg["generation"] = generation
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(cfg, indent=1))
+    os.replace(tmp, path)
+    if not procs.is_alive(rec.pid, rec.start):
+        raise DelayLineDied(f"delay line in {rec.netns} (pid {rec.pid}) is gone")
+    os.kill(rec.pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = read_stats(rec)
+        if int(stats.get("generation", -1)) >= generation:
+            seen = set(before.get("errors") or [])
+            refused = [e for e in stats.get("errors", [])
+                       if str(e).startswith("reload") and e not in seen]
+            if refused:
+                raise RunError(f"delay line in {rec.netns}: {refused[-1]}")
+            return generation
+        if not procs.is_alive(rec.pid, rec.start):
+            raise DelayLineDied(f"delay line in {rec.netns} (pid {rec.pid}) died on reload")
+        if time.monotonic() > deadline:
+            errors = stats.get("errors") or ["no error reported"]
+            raise RunError(f"delay line in {rec.netns} did not take generation {generation} "
+                           f"within {timeout_s:g} s: {errors[-1]}")
+        time.sleep(0.005)
 
 
 def _wait_ready(rec: procs.ProcRecord, timeout_s: float) -> None:
