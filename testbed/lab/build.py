@@ -82,7 +82,10 @@ def create_namespaces(plan: LabPlan) -> None:
 
 def _veth(ipr: IPRoute, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
     try:
-        ipr.link("add", ifname=if_a, kind="veth", net_ns_fd=ns_a,
+        # The first end is born up; the peer comes up when its namespace is
+        # configured, so carrier (and the kernel's linkwatch delay of up to a
+        # second) starts then, while other namespaces are still being set up.
+        ipr.link("add", ifname=if_a, kind="veth", net_ns_fd=ns_a, state="up",
                  peer={"ifname": if_b, "net_ns_fd": ns_b})
     except NetlinkError as exc:
         raise _kernel(f"creating veth {ns_a}:{if_a} <-> {ns_b}:{if_b}", exc) from exc
@@ -108,37 +111,44 @@ def configure_wire(link: LinkPlan) -> None:
     """A wire is a two-port bridge; it has no address and forwards nothing else."""
     with open_ns(link.wire) as ns:
         try:
-            lo = ns.link_lookup(ifname="lo")[0]
-            ns.link("set", index=lo, state="up")
+            ns.link("set", ifname="lo", state="up")
             ns.link("add", ifname=BRIDGE, kind="bridge")
-            bridge = ns.link_lookup(ifname=BRIDGE)[0]
+            bridge = _index(ns, BRIDGE)
             for port in (WIRE_PORT_A, WIRE_PORT_B):
-                idx = ns.link_lookup(ifname=port)[0]
-                ns.link("set", index=idx, mtu=link.mtu, master=bridge)
-                ns.link("set", index=idx, state="up")
+                ns.link("set", ifname=port, mtu=link.mtu, master=bridge, state="up")
             ns.link("set", index=bridge, mtu=link.mtu, state="up")
         except NetlinkError as exc:
             raise _kernel(f"configuring wire of link {link.name} ({link.wire})", exc) from exc
 
 
+def _index(ns: IPRoute, ifname: str) -> int:
+    """The ifindex of one link: an RTM_GETLINK for that name, not a dump.
+
+    (``link_lookup(ifname=...)`` dumps and decodes every link per call: on a
+    switch with hundreds of ports that was quadratic, and most of a big lab's
+    bring-up time.)
+    """
+    return ns.link("get", ifname=ifname)[0]["index"]
+
+
 def _configure_node(node: NodePlan) -> None:
     with open_ns(node.netns) as ns:
         try:
-            lo = ns.link_lookup(ifname="lo")[0]
-            ns.link("set", index=lo, state="up")
+            ns.link("set", ifname="lo", state="up")
             bridge = None
             if node.role == "switch":
                 ns.link("add", ifname=BRIDGE, kind="bridge")
-                bridge = ns.link_lookup(ifname=BRIDGE)[0]
+                bridge = _index(ns, BRIDGE)
             for intf in node.intfs:
-                idx = ns.link_lookup(ifname=intf.name)[0]
-                ns.link("set", index=idx, mtu=intf.mtu)
+                # mtu, bridge port and up in one request (on an up bridge a
+                # port joins as soon as it has carrier)
+                settings = {"mtu": intf.mtu, "state": "up"}
                 if bridge is not None:
-                    ns.link("set", index=idx, master=bridge)
+                    settings["master"] = bridge
+                ns.link("set", ifname=intf.name, **settings)
                 if intf.address:
                     addr, prefix = intf.address.split("/")
-                    ns.addr("add", index=idx, address=addr, prefixlen=int(prefix))
-                ns.link("set", index=idx, state="up")
+                    ns.addr("add", index=_index(ns, intf.name), address=addr, prefixlen=int(prefix))
             if bridge is not None:
                 mtu = min((i.mtu for i in node.intfs), default=1500)
                 ns.link("set", index=bridge, mtu=mtu, state="up")
@@ -149,11 +159,18 @@ def _configure_node(node: NodePlan) -> None:
 
 
 def configure_nodes(plan: LabPlan) -> None:
-    for node in plan.nodes.values():
-        _configure_node(node)
+    """Wires, then switches, routers and hosts last.
+
+    Veths are created with the host-side end up (see :func:`_veth`), so
+    bringing up the far ends first lets carrier come while the many host
+    namespaces are still being addressed.
+    """
     for link in plan.links:
         if link.wire:
             configure_wire(link)
+    rank = {"switch": 0, "router": 1}
+    for node in sorted(plan.nodes.values(), key=lambda n: rank.get(n.role, 2)):
+        _configure_node(node)
 
 
 def set_sysctls(netns_name: str, values: Mapping[str, str]) -> None:
@@ -211,6 +228,26 @@ def _not_ready(name: str) -> List[str]:
     return problems
 
 
+def _watch_namespaces(plan: LabPlan) -> List[str]:
+    """The namespaces whose links show every link's state.
+
+    A veth's operstate is UP only when both ends are up (carrier is shared),
+    so one end per link is enough: the bridge side (switch or wire, which also
+    shows the port's forwarding state) where there is one, else end a. A big
+    star is then one dump of the switch instead of one per host.
+    """
+    roles = {node.name: node.role for node in plan.nodes.values()}
+    chosen = set()
+    for link in plan.links:
+        if link.wire:
+            chosen.add(link.wire)
+        elif roles[link.b] == "switch":
+            chosen.add(plan.nodes[link.b].netns)
+        else:
+            chosen.add(plan.nodes[link.a].netns)
+    return sorted(chosen)
+
+
 def wait_ready(plan: LabPlan, timeout_s: float = READY_TIMEOUT_S) -> float:
     """Poll until every interface is up and every bridge port forwards.
 
@@ -219,7 +256,7 @@ def wait_ready(plan: LabPlan, timeout_s: float = READY_TIMEOUT_S) -> float:
     of a run is lost. Returns the seconds waited.
     """
     start = time.monotonic()
-    pending = all_namespaces(plan)
+    pending = _watch_namespaces(plan)
     while True:
         problems = []
         still = []

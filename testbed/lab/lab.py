@@ -113,14 +113,17 @@ class Lab:
         try:
             guard.install(name, block)
             build.create_namespaces(plan)
-            build.create_links(plan)
-            build.configure_nodes(plan)
+            # sysctls before any interface exists: with IPv6 still on, every
+            # port coming up would send router solicitations and MLD reports,
+            # which a big switch floods to every other port (quadratic)
             for node in plan.nodes.values():
                 build.set_sysctls(node.netns, build.node_sysctls(node, sysctls))
             for link in plan.links:
                 if link.wire:
                     build.set_sysctls(link.wire, build.wire_sysctls(
                         link, delay_backend.name == "userspace"))
+            build.create_links(plan)
+            build.configure_nodes(plan)
             _shape(plan, delay_backend, scale)
             if delay_backend.name == "userspace":
                 delay_backend.start(plan, lab_dir, records, seed=seed)
