@@ -291,27 +291,35 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
     doc["variants"].append(entry)
     lab_name = _lab_name(os.getpid(), index)
     progress(f"[{variant.name}] bringing up {scenario.topology} lab {lab_name}")
+    up_started = time.monotonic()
     lab = Lab.create(scenario.topology, lab_name, params=config["params"], links=config["links"],
                      host_sysctls=config["host_sysctls"], owner_pid=os.getpid(),
                      strict_links=False, scale=scenario.scale)
     try:
+        up_s = round(time.monotonic() - up_started, 3)
         entry["lab"] = {"block": lab.block, "backend": lab.backend, "nodes": len(lab.node_names()),
-                        "scale": lab.scale}
+                        "scale": lab.scale, "up_s": up_s}
         entry["links"] = {l["name"]: l["profile"] for l in lab.links()}
         hosts = [h.name for h in lab.hosts()]
         ends = config["endpoints"] or {"src": hosts[0], "dst": hosts[-1]}
         src, dst = lab.node(ends["src"]), lab.node(ends["dst"])
         entry["endpoints"] = {"src": src.name, "dst": dst.name}
         entry["time_to_connectivity_s"] = _wait_connectivity(src, dst)
+        entry["time_to_first_packet_s"] = round(up_s + entry["time_to_connectivity_s"], 3)
         counters_before = counters.link_bytes(lab)
         tcp_options = None
         busy = {}
         for kind, options in scenario.steps(index):
             if kind == "steady":
                 if entry.get("tcp"):
-                    entry["tcp"]["time_to_steady_s"] = time_to_steady_s(
-                        entry["tcp"].get("intervals", []), options.tolerance_pct / 100.0)
+                    steady_s = time_to_steady_s(entry["tcp"].get("intervals", []), options.tolerance_pct / 100.0)
+                    entry["tcp"]["time_to_steady_s"] = steady_s
+                    if steady_s is not None and "tcp_started_s" in entry:
+                        # from 'up' until the throughput is steady
+                        entry["time_to_steady_from_up_s"] = round(entry["tcp_started_s"] + steady_s, 3)
                 continue
+            if kind == "tcp":
+                entry["tcp_started_s"] = round(time.monotonic() - up_started, 3)
             if kind == "collective":
                 progress(f"[{variant.name}] collective {options.op}/{options.algorithm} "
                          f"over {len(lab.hosts())} hosts")
