@@ -1,0 +1,240 @@
+"""Events over time on a real lab: cut and restore, failover, a congestion episode.
+
+The lab: multicloud, sites cw and gcp with one host each, the pair joined by
+``direct+transit`` (direct link ``cw-gcp`` preferred, one transit router on
+``cw-gcp-transit`` as backup), rates scaled down so this machine keeps up.
+The direct link gets MTU 1500 and the transit no loss, so a failover
+measures the routing change alone: with the direct link's jumbo MTU the
+flow must also rediscover its path MTU, and cubic over 40 ms with the
+transit preset's 0.05 % loss per hop is held near 10 Mbit/s whatever the
+routing does. The TCP flow uses cubic: BBR (the hosts' default here) keeps
+the 4 ms minimum RTT of the direct path for 10 s after a failover to the
+40 ms transit and collapses to ~5 Mbit/s meanwhile (measured; docs/events.md).
+
+Oracles independent of the code under test: ``ip -json route`` /
+``ip -json link`` / ``tc class show`` read in the namespaces while the events
+are in force (from the progress callback, which runs within 50 ms of each
+event) and after the step; the measured series themselves for the timing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/helpers.py
+
+import helpers  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+PARAMS = {"sites": ["cw", "gcp"], "hosts_per_site": 1, "paths": {"cw-gcp": "direct+transit"},
+          "transit_hops": 1}
+LINKS = {"cw-gcp": {"rate": "200Mbit", "delay": "2ms", "mtu": 1500},
+         "cw-gcp-transit": {"rate": "100Mbit", "delay": "10ms", "loss": "0%"}}
+DURATION_S = 8.0
+CONGESTION = {"delay": "40ms", "jitter": "5ms", "loss": "1%"}
+
+
+def _lab(lab_factory, name):
+    return lab_factory.create("multicloud", name, params=PARAMS, links=LINKS)
+
+
+def _routes(lab, node):
+    """subnet -> gateway of the node's static routes, read with ip -json."""
+    return {r["dst"]: r["gateway"] for r in helpers.ip_json(["route", "show"], lab.node(node).netns)
+            if "gateway" in r}
+
+
+def _plan_routes(lab, node):
+    return {s: v for s, v in lab.doc["plan"]["nodes"][node]["routes"]}
+
+
+def _wire(lab, name):
+    return next(l["wire"] for l in lab.links() if l["name"] == name)
+
+
+def _bridge_state(netns):
+    return next(d["operstate"] for d in helpers.ip_json(["link", "show", "br0"], netns))
+
+
+def _tail_median(doc, seconds=1.0):
+    end = doc["duration_s"]
+    return statistics.median(s["mbps"] for s in doc["throughput"] if s["t_s"] >= end - seconds)
+
+
+def _show(doc):
+    """What a failing assertion should print: the analysis and the series, compactly."""
+    series = " ".join(f"{s['t_s']:.1f}:{s['mbps']:.0f}" for s in doc["throughput"])
+    return json.dumps(doc["analysis"], indent=1) + "\n" + json.dumps(doc["events"]) + "\n" + series
+
+
+def test_failover_moves_traffic_to_transit_and_everything_comes_back(lab_factory):
+    from testbed.measure.timeline import run_timeline
+
+    lab = _lab(lab_factory, "it-ev-fo")
+    transit_addrs = {ipaddress.IPv4Interface(i["address"]).ip
+                     for i in lab.doc["plan"]["nodes"]["t1-1"]["intfs"]}
+    seen = {}
+
+    def progress(message):
+        if "link_down cw-gcp" in message:
+            seen["bridge"] = _bridge_state(_wire(lab, "cw-gcp"))
+        if "failover cw-gcp" in message:
+            seen["cw-r"] = _routes(lab, "cw-r")
+            seen["gcp-r"] = _routes(lab, "gcp-r")
+
+    t0 = time.monotonic()
+    doc = run_timeline(lab, "cw-h1", "gcp-h1", DURATION_S, 0.1,
+                       [{"at_s": 2, "link_down": "cw-gcp"}, {"at_s": 3, "failover": "cw-gcp"}],
+                       progress, congestion="cubic")
+    took = time.monotonic() - t0
+    info = _show(doc)
+    print(info)
+
+    # the events fired on time, and the kernel saw them while they were in force
+    assert [round(r["actual_s"] - r["planned_s"], 2) for r in doc["events"]] == [0.0, 0.0], info
+    assert seen["bridge"] == "DOWN"
+    gcp_net = str(ipaddress.IPv4Interface(
+        lab.doc["plan"]["nodes"]["gcp-h1"]["intfs"][0]["address"]).network)
+    assert ipaddress.IPv4Address(seen["cw-r"][gcp_net]) in transit_addrs
+    assert {c["node"] for c in doc["events"][1]["routes_changed"]} == {"cw-r", "gcp-r"}
+
+    cut, over = doc["analysis"]
+    # the outage begins at the cut and ends once the routes moved (plus a TCP retransmit)
+    assert 2.0 <= cut["outage_start_s"] <= 2.3, info
+    assert 3.0 <= cut["outage_end_s"] <= 4.5, info
+    assert 0.8 <= cut["probe_outage_s"] <= 1.3, info  # ping has no backoff: back right after 3 s
+    assert cut["time_to_recover_s"] is None  # 80 % of 200 Mbit/s is out of the transit's reach
+    # traffic recovers over the transit: flowing, slower than the direct link, longer RTT
+    assert over["outage_end_s"] <= 4.5, info
+    assert over["time_to_recover_s"] is not None and over["time_to_recover_s"] <= 4.0, info
+    assert 10.0 <= _tail_median(doc) <= 105.0, info
+    assert over["rtt_ms"]["during"] >= 35.0 and cut["rtt_ms"]["before"] <= 25.0, info
+
+    # restored: the plan's routes, the wire's bridge up, the direct path's RTT
+    assert _routes(lab, "cw-r") == _plan_routes(lab, "cw-r")
+    assert _routes(lab, "gcp-r") == _plan_routes(lab, "gcp-r")
+    assert _bridge_state(_wire(lab, "cw-gcp")) == "UP"
+    ping = lab.node("cw-h1").run(["ping", "-n", "-c", "3", "-i", "0.2", lab.node("gcp-h1").ip],
+                                 timeout_s=10)
+    rtt_avg = float(ping.stdout.strip().splitlines()[-1].split("=")[1].split("/")[1])
+    assert rtt_avg < 15.0, ping.stdout
+    assert took < 25.0
+
+
+def test_link_down_two_seconds_then_up(lab_factory):
+    from testbed.measure.timeline import run_timeline
+
+    lab = _lab(lab_factory, "it-ev-cut")
+    doc = run_timeline(lab, "cw-h1", "gcp-h1", DURATION_S, 0.1,
+                       [{"at_s": 2, "link_down": "cw-gcp", "until_s": 4}], congestion="cubic")
+    info = _show(doc)
+    print(info)
+    (cut,) = doc["analysis"]
+    assert [r["kind"] for r in doc["events"]] == ["link_down", "link_up"]
+    assert 1.8 <= cut["probe_outage_s"] <= 2.3, info  # the probes see the cut itself
+    assert 2.0 <= cut["outage_start_s"] <= 2.3, info
+    # TCP resumes after the link is up again, at its next retransmission (backoff)
+    assert 4.0 <= cut["outage_end_s"] <= 6.5, info
+    assert 1.8 <= cut["outage_s"] <= 4.5, info
+    assert cut["time_to_recover_s"] is not None and 2.0 <= cut["time_to_recover_s"] <= 5.0, info
+    assert cut["throughput_mbps"]["before"] >= 150.0 and cut["throughput_mbps"]["during"] == 0.0
+    assert _tail_median(doc) >= 150.0, info
+    assert doc["iperf"]["attempts"][0]["offset_from"] == "data connection established"
+    assert _bridge_state(_wire(lab, "cw-gcp")) == "UP"
+
+
+def test_congestion_episode_raises_rtt_and_it_returns(lab_factory):
+    from testbed.measure.timeline import run_timeline
+    from testbed.shaping.userspace import read_stats
+
+    lab = _lab(lab_factory, "it-ev-cong")
+    wire = _wire(lab, "cw-gcp")
+    seen = {}
+
+    def progress(message):
+        if "set_profile cw-gcp" in message:
+            seen["classes"] = helpers.tc_classes(wire, "port-b")
+
+    doc = run_timeline(lab, "cw-h1", "gcp-h1", DURATION_S, 0.1,
+                       [{"at_s": 2, "set_profile": {"link": "cw-gcp",
+                                                    "profile": {**CONGESTION, "rate": "100Mbit"}},
+                         "until_s": 5}], progress)
+    info = _show(doc)
+    print(info)
+    (episode,) = doc["analysis"]
+    rtt = episode["rtt_ms"]
+    # 40 ms more each way: about 80 ms more RTT during, back to the direct path's after
+    assert rtt["during"] >= rtt["before"] + 60.0, info
+    assert rtt["after"] <= rtt["before"] + 15.0, info
+    assert episode["throughput_mbps"]["after"] >= 150.0, info
+    assert [c["rate_bps"] for c in seen["classes"] if c["kind"] == "htb"] == [100_000_000]
+    assert [c["rate_bps"] for c in helpers.tc_classes(wire, "port-b") if c["kind"] == "htb"] \
+        == [200_000_000]
+    line = next(r for r in lab.proc_records() if r.kind == "delayline" and r.netns == wire)
+    stats = read_stats(line)
+    assert stats["generation"] == 2 and stats["reloads"] == 2  # the change and the restore
+    config = json.loads(Path(line.stats[:-len(".stats.json")] + ".json").read_text())
+    assert {q["profile"]["delay_ms"] for q in config["queues"]} == {2.0}
+    assert {q["profile"]["loss_pct"] for q in config["queues"]} == {0.0}
+    lab.check()  # the line is alive
+
+
+# ------------------------------------------------------------------ each engine's reload, live
+
+
+def _bench_module():
+    import importlib.util
+
+    path = helpers.REPO_ROOT / "benchmarks" / "delayline_throughput.py"
+    spec = importlib.util.spec_from_file_location("delayline_throughput", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("engine", ["python", "c"])
+def test_delay_line_reload_changes_rtt_live(engine):
+    from testbed.lab import procs
+    from testbed.shaping.userspace import reconfigure
+
+    if engine == "c":
+        pytest.importorskip("testbed.delayline._fastline", reason="C engine not built")
+    bench_mod = _bench_module()
+    bench = bench_mod.WireBench("tbev-it")
+    try:
+        bench.create()
+        stats_path = bench.start_line(engine, 5.0)
+        cfg_path = Path(str(stats_path)[:-len(".stats.json")] + ".json")
+        cfg = json.loads(cfg_path.read_text())
+        for q in cfg["queues"]:
+            q["link_id"] = 0  # the bench's queues name no link id; the lab's do
+        cfg_path.write_text(json.dumps(cfg))
+        rec = procs.ProcRecord(pid=bench.line.pid, start=procs.start_time(bench.line.pid),
+                               netns=bench.wire, kind="delayline", stats=str(stats_path))
+
+        def rtt_ms():
+            out = bench.ns(bench.h1, ["ping", "-n", "-c", "10", "-i", "0.05", bench_mod.H2_ADDR],
+                           timeout_s=20)
+            return float(out.strip().splitlines()[-1].split("=")[1].split("/")[1])
+
+        rtt_ms()  # ARP, warm-up
+        before = rtt_ms()
+        doc = dict(cfg["queues"][0]["profile"], delay_ms=20.0)
+        assert reconfigure(rec, {(0, "forward"): doc, (0, "reverse"): doc}) == 1
+        during = rtt_ms()
+        doc = dict(doc, delay_ms=5.0)
+        assert reconfigure(rec, {(0, "forward"): doc, (0, "reverse"): doc}) == 2
+        after = rtt_ms()
+        print(f"{engine}: RTT before {before} ms, at 20 ms each way {during} ms, after {after} ms")
+        assert abs(before - 10.0) <= 1.0 and abs(during - 40.0) <= 1.5 and abs(after - 10.0) <= 1.0
+        assert bench.line.poll() is None
+    finally:
+        bench.destroy()
