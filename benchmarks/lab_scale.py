@@ -2,7 +2,7 @@
 
 Run as root from the repository root::
 
-    /tmp/venv/bin/python benchmarks/lab_scale.py [--hosts 256,1023] [--skip-mininet-above 1023]
+    /tmp/venv/bin/python benchmarks/lab_scale.py [--hosts 256,1024] [--skip-mininet-above 1024]
 
 For each size N, in the same run:
 
@@ -15,8 +15,9 @@ For each size N, in the same run:
   timed. Mininet is skipped above ``--skip-mininet-above`` hosts.
 
 Targets (issue 5): 256 hosts up and down in at most 3 s in total, 1024 in at
-most 12 s. A Linux bridge takes at most 1023 ports, so the large case is
-1023 hosts. The ratio column is Mininet's total over the testbed's.
+most 12 s. A Linux bridge takes at most 1023 ports, so above 1000 hosts the
+star topology spreads them over leaf switches under a spine (Mininet gets the
+same topology). The ratio column is Mininet's total over the testbed's.
 """
 
 from __future__ import annotations
@@ -64,11 +65,17 @@ def time_testbed(hosts: int) -> Tuple[float, float]:
 def _star(hosts: int):
     from mininet.topo import Topo
 
-    class _Star(Topo):
+    from testbed.topologies.star import PORTS_PER_SWITCH
+
+    class _Star(Topo):  # the same shape as topologies/star.py, its own names
         def build(self, n=2):
-            switch = self.addSwitch("bs1")
+            leaves = [self.addSwitch(f"bs{k}") for k in range(1, (n + PORTS_PER_SWITCH - 1) // PORTS_PER_SWITCH + 1)]
+            if len(leaves) > 1:
+                spine = self.addSwitch("bs0")
+                for leaf in leaves:
+                    self.addLink(leaf, spine)
             for i in range(1, n + 1):
-                self.addLink(self.addHost(f"bh{i}"), switch)
+                self.addLink(self.addHost(f"bh{i}"), leaves[(i - 1) // PORTS_PER_SWITCH])
 
     return _Star(n=hosts)
 
@@ -99,9 +106,9 @@ def time_mininet(hosts: int) -> Tuple[float, float]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hosts", default="256,1023", help="sizes, comma separated (1..1023)")
-    ap.add_argument("--skip-mininet-above", type=int, default=1023,
-                    help="run Mininet only for sizes up to this (default 1023)")
+    ap.add_argument("--hosts", default="256,1024", help="sizes, comma separated (1..4096)")
+    ap.add_argument("--skip-mininet-above", type=int, default=1024,
+                    help="run Mininet only for sizes up to this (default 1024)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         sys.stderr.write("needs root (network namespaces)\n")

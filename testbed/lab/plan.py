@@ -311,34 +311,43 @@ def _routes(nodes: Dict[str, NodePlan], subnets: Dict[int, str],
 
     Links whose ids are in ``down_links`` carry nothing (a failover's view).
     """
-    # neighbours: node -> list of (neighbour, neighbour's address on the shared segment)
+    # Segment members instead of a node -> neighbours table: on a big switch
+    # that table is quadratic (a million pairs at 1024 hosts).
     by_segment: Dict[int, List[IntfPlan]] = {}
     for node in nodes.values():
         for intf in node.intfs:
             if intf.segment is not None:
                 by_segment.setdefault(intf.segment, []).append(intf)
     reach = _l2_reach(nodes, down_links) if down_links else None
-    neighbours: Dict[str, List[Tuple[str, str]]] = {n: [] for n in nodes}
-    for members in by_segment.values():
-        for a in members:
-            for b in members:
-                if a.node == b.node:
-                    continue
-                if reach is not None:
-                    here = reach.get((a.node, a.name))
-                    if here is None or here != reach.get((b.node, b.name)):
-                        continue
-                neighbours[a.node].append((b.node, b.address.split("/")[0]))
     attached = {
         n: {i.segment for i in nodes[n].intfs if i.segment is not None} for n in nodes
     }
+
+    def neighbours(name: str):
+        """(neighbour, its address on the shared segment), segment by segment."""
+        for intf in nodes[name].intfs:
+            if intf.segment is None:
+                continue
+            for b in by_segment[intf.segment]:
+                if b.node == name:
+                    continue
+                if reach is not None:
+                    here = reach.get((name, intf.name))
+                    if here is None or here != reach.get((b.node, b.name)):
+                        continue
+                yield b.node, b.address.split("/")[0]
+
+    # A segment leads anywhere new only through a router or a node on another
+    # segment too; a host whose segments have neither needs no routes.
+    leads_on = {seg for seg, members in by_segment.items()
+                if any(nodes[m.node].role == "router" or len(attached[m.node]) > 1 for m in members)}
     for src in nodes.values():
-        if src.role == "switch":
+        if src.role == "switch" or not (attached[src.name] & leads_on):
             continue
         # BFS; first_hop[n] = address of the neighbour of src that leads to n
         first_hop: Dict[str, str] = {}
         todo = deque()
-        for nb, addr in neighbours[src.name]:
+        for nb, addr in neighbours(src.name):
             if nb not in first_hop:
                 first_hop[nb] = addr
                 todo.append(nb)
@@ -346,7 +355,7 @@ def _routes(nodes: Dict[str, NodePlan], subnets: Dict[int, str],
             cur = todo.popleft()
             if nodes[cur].role != "router":
                 continue  # hosts do not forward
-            for nb, _ in neighbours[cur]:
+            for nb, _ in neighbours(cur):
                 if nb != src.name and nb not in first_hop:
                     first_hop[nb] = first_hop[cur]
                     todo.append(nb)
