@@ -188,3 +188,56 @@ def test_sites_as_a_string_rejected():
     with pytest.raises(InputError) as info:
         build_topology("two-clouds", {"sites": "ab"})
     assert info.value.field == "params.sites"
+
+
+def test_star_above_one_bridge_uses_leaf_switches_under_a_spine():
+    from testbed.lab.plan import make_plan
+    from testbed.topologies import build_topology
+
+    small = build_topology("star", {"hosts": 1000})
+    assert small.switches() == ["s1"]
+    big = build_topology("star", {"hosts": 1024})
+    assert sorted(big.switches()) == ["s0", "s1", "s2"]
+    ports = {s: sum(1 for a, b in big.links() if s in (a, b)) for s in big.switches()}
+    assert ports == {"s0": 2, "s1": 1001, "s2": 25}  # every bridge under the 1023-port limit
+    plan = make_plan(big, "x", "10.80.0.0/16", {})
+    assert len(plan.segments) == 1  # one L2 segment, one subnet, no routes needed
+    assert all(not node.routes for node in plan.nodes.values())
+    with pytest.raises(InputError):
+        build_topology("star", {"hosts": 4097})
+
+
+@pytest.mark.parametrize("params,words", [
+    ({"sites": ["cw"]}, "2 to 8"),
+    ({"sites": ["cw", "cw"]}, "different"),
+    ({"sites": ["coreweave", "gcp"]}, "1-6 characters"),
+    ({"paths": {"cw-zz": "direct"}}, "not a pair"),
+    ({"paths": {"cw-gcp": "fibre"}}, "path type"),
+    ({"sites": ["a", "b", "c"], "paths": {"a-b": "none", "a-c": "none"}}, "no path"),
+    ({"gpus": {"cw": "B200"}}, "GPU type"),
+    ({"hosts_per_site": {"xx": 2}}, "not one of the sites"),
+])
+def test_multicloud_refuses_bad_parameters_naming_them(params, words):
+    from testbed.topologies import build_topology
+
+    with pytest.raises(InputError) as info:
+        build_topology("multicloud", params)
+    assert words in info.value.message and info.value.field.startswith("params"), str(info.value)
+
+
+def test_multicloud_paths_make_the_links_and_routes_they_promise():
+    from testbed.lab.plan import make_plan
+    from testbed.topologies import build_topology
+
+    topo = build_topology("multicloud", {"sites": ["cw", "gcp", "aws"], "transit_hops": 2,
+                                          "paths": {"gcp-cw": "direct+transit", "cw-aws": "vpn", "gcp-aws": "none"},
+                                          "gpus": {"aws": "A100"}})
+    names = {info["link"] for _a, _b, info in topo.links(withInfo=True)}
+    assert names == {"fabric-cw", "fabric-gcp", "fabric-aws", "cw-gcp", "cw-gcp-transit", "cw-aws"}
+    assert topo.nodeInfo("aws-h1")["gpu"] == "A100" and topo.nodeInfo("cw-h2")["gpu"] == "H100"
+    plan = make_plan(topo, "x", "10.80.0.0/16", {})
+    from testbed import fidelity
+
+    doc = plan.to_dict()
+    assert fidelity.l3_path(doc, "gcp-h1", "aws-h1") == ["gcp-h1", "gcp-r", "cw-r", "aws-r", "aws-h1"]  # via cw
+    assert fidelity.l3_path(doc, "cw-h1", "gcp-h1") == ["cw-h1", "cw-r", "gcp-r", "gcp-h1"]  # direct preferred
