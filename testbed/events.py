@@ -41,6 +41,7 @@ times on a monotonic clock in a thread, recording when each really fired.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 import time
@@ -535,9 +536,21 @@ class EventController:
             self.profiles[link.id] = new
 
     # -- routes -------------------------------------------------------------
+    def _dark_subnets(self) -> List[ipaddress.IPv4Network]:
+        """Subnets of unshaped L3-L3 links that are down: their interfaces are down too."""
+        out = []
+        for link in self.down.values():
+            if link.wire or self._switch_ends(link):
+                continue
+            intf = next(i for i in self.plan.nodes[link.a].intfs if i.name == link.a_intf)
+            if intf.address:
+                out.append(ipaddress.IPv4Interface(intf.address).network)
+        return out
+
     def _reroute(self) -> List[dict]:
         cut = {l.id for l in self.plan.links if l.name in self.failed_over}
         wanted = compute_routes(self.plan, cut)
+        dark = self._dark_subnets()
         changes = []
         for name, routes in wanted.items():
             current = self.routes[name]
@@ -545,7 +558,11 @@ class EventController:
             diff = {s: v for s, v in target.items() if current.get(s) != v}
             if not diff:
                 continue
-            _replace_routes(self.plan.nodes[name].netns, diff)
+            # a route through an interface that is down goes in when the link comes up
+            now = {s: v for s, v in diff.items()
+                   if not any(ipaddress.IPv4Address(v) in net for net in dark)}
+            if now:
+                _replace_routes(self.plan.nodes[name].netns, now)
             for subnet, via in diff.items():
                 changes.append({"node": name, "subnet": subnet, "from": current.get(subnet), "via": via})
             self.routes[name] = target

@@ -485,6 +485,27 @@ def test_unshaped_link_to_a_switch_leaves_the_bridge(plan, kernel):
     assert kernel["master"][2:] == [("tb.x.gcp-s", "gcp-s-eth0", "br0"), ("tb.x.gcp-s", "gcp-s-eth1", "br0")]
 
 
+def test_unshaped_router_link_goes_down_at_both_ends_and_its_routes_come_back(kernel):
+    plan = _multicloud({"cw-gcp": {"rate": None, "delay": None, "jitter": None}})
+    direct = next(l for l in plan.links if l.name == "cw-gcp")
+    assert direct.wire is None
+    ctl = EventController(FakeLab(plan))
+    ctl.apply(_act("link_down", "cw-gcp"))
+    assert kernel["state"] == [("tb.x.cw-r", ("cw-r-eth1",), "down"),
+                               ("tb.x.gcp-r", ("gcp-r-eth0",), "down")]
+    ctl.apply(_act("failover", "cw-gcp"))
+    assert {n for n, _ in kernel["routes"]} == {"tb.x.cw-r", "tb.x.gcp-r"}
+    ctl.apply(_act("failback", "cw-gcp"))
+    # the routes back over the direct link cannot go in while its ends are down
+    assert len(kernel["routes"]) == 2
+    ctl.apply(_act("link_up", "cw-gcp"))
+    assert kernel["state"][2:] == [("tb.x.cw-r", ("cw-r-eth1",), "up"),
+                                   ("tb.x.gcp-r", ("gcp-r-eth0",), "up")]
+    assert kernel["routes"][2:] == [("tb.x.cw-r", dict(plan.nodes["cw-r"].routes)),
+                                    ("tb.x.gcp-r", dict(plan.nodes["gcp-r"].routes))]
+    assert not ctl.changed()
+
+
 def test_failover_replaces_only_the_routes_that_move_and_failback_restores(plan, kernel):
     ctl = EventController(FakeLab(plan))
     detail = ctl.apply(_act("failover", "cw-gcp"))
