@@ -522,6 +522,15 @@ def test_failover_replaces_only_the_routes_that_move_and_failback_restores(plan,
     assert not ctl.changed()
 
 
+def test_apply_event_applies_the_start_action_only(plan, kernel):
+    (event,) = parse_events([{"at_s": 2, "link_down": "cw-gcp", "until_s": 4}])
+    ctl = EventController(FakeLab(plan))
+    assert ev.apply_event(ctl.lab, event, ctl) == {"links": [2]}
+    assert kernel["state"] == [("tb.x._w2", ("br0",), "down")] and ctl.changed()
+    ctl.restore()
+    assert kernel["state"][-1] == ("tb.x._w2", ("br0",), "up")
+
+
 def test_restore_undoes_a_failover_left_in_place(plan, kernel):
     ctl = EventController(FakeLab(plan))
     ctl.apply(_act("failover", "cw-gcp"))
