@@ -1,6 +1,8 @@
-"""PNG plots of the multi-cloud steps: training step times and the events timeline.
+"""PNG plots of the multi-cloud steps: training step times.
 
-Registered in :data:`testbed.plots.PLOTS`; built from results.json alone.
+Registered in :data:`testbed.plots.PLOTS`; built from results.json alone. The
+events timeline has its own module (:mod:`testbed.timeline_plot`), drawn once
+per variant by :func:`testbed.plots.make_plots`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from matplotlib.figure import Figure
 
-__all__ = ["training_steps", "timeline"]
+__all__ = ["training_steps"]
 
 
 def training_steps(results: Dict[str, Any]) -> Optional[Figure]:
@@ -45,38 +47,4 @@ def training_steps(results: Dict[str, Any]) -> Optional[Figure]:
     axes.set_title(f"Training step time by placement: {results.get('scenario', '')}")
     axes.grid(True, axis="y", alpha=0.3)
     axes.legend(loc="upper left", fontsize=8)
-    return figure
-
-
-def timeline(results: Dict[str, Any]) -> Optional[Figure]:
-    """Throughput and RTT through the scheduled events, one panel pair per variant."""
-    from testbed.plots import _new_figure, _variant_label
-
-    ran = [(i, v) for i, v in enumerate(results.get("variants") or []) if isinstance(v.get("timeline"), dict)]
-    if not ran:
-        return None
-    figure = _new_figure(width_in=8.0, height_in=3.2 * len(ran))
-    grid = figure.subplots(len(ran), 1, squeeze=False)
-    for row, (index, variant) in enumerate(ran):
-        data = variant["timeline"]
-        axes = grid[row][0]
-        tput = [(p["t_s"], p["mbps"]) for p in data.get("throughput") or [] if p.get("mbps") is not None]
-        if tput:
-            axes.plot([t for t, _ in tput], [m for _, m in tput], color="#4c72b0", label="TCP throughput")
-        axes.set_ylabel("Mbit/s")
-        rtt_axes = axes.twinx()
-        rtt = [(p["t_s"], p["rtt_ms"]) for p in data.get("rtt") or [] if p.get("rtt_ms") is not None]
-        if rtt:
-            rtt_axes.plot([t for t, _ in rtt], [r for _, r in rtt], ".", color="#dd8452", markersize=2,
-                          label="RTT")
-        rtt_axes.set_ylabel("RTT (ms)")
-        for event in data.get("events") or []:
-            at = event.get("fired_at_s", event.get("at_s"))
-            if isinstance(at, (int, float)):
-                axes.axvline(at, color="gray", linestyle="--", linewidth=1)
-                axes.text(at, axes.get_ylim()[1] * 0.95, f" {event.get('action')}", fontsize=7,
-                          rotation=90, va="top")
-        axes.set_title(f"{_variant_label(variant, index)}: throughput and RTT through the events")
-        axes.set_xlabel("time (s)")
-        axes.grid(True, alpha=0.3)
     return figure

@@ -108,17 +108,29 @@ def _timeline(variants: List[Dict[str, Any]]) -> List[str]:
     ran = [v for v in variants if isinstance(v.get("timeline"), dict)]
     if not ran:
         return []
-    rows = []
+    rows, fired = [], []
     for variant in ran:
-        for event in variant["timeline"].get("events") or []:
-            rows.append([_name(variant), _cell(str(event.get("action"))), _cell(str(event.get("link") or "")),
-                         format_number(event.get("at_s")), format_number(event.get("fired_at_s")),
-                         format_number(event.get("outage_s")), format_number(event.get("time_to_recover_s"))])
+        data = variant["timeline"]
+        for record in data.get("events") or []:
+            fired.append([_name(variant), _cell(str(record.get("label") or record.get("kind"))),
+                          format_number(record.get("planned_s")), format_number(record.get("actual_s")),
+                          _cell(str(record.get("error") or ""))])
+        for item in data.get("analysis") or []:
+            tput = item.get("throughput_mbps") or {}
+            rtt = item.get("rtt_ms") or {}
+            rows.append([_name(variant), _cell(str(item.get("label") or item.get("kind"))),
+                         format_number(item.get("actual_s")), format_number(item.get("outage_s")),
+                         format_number(item.get("time_to_recover_s")),
+                         " / ".join(format_number(tput.get(k)) for k in ("before", "during", "after")),
+                         " / ".join(format_number(rtt.get(k)) for k in ("before", "during", "after"))])
     lines = ["## Events over time", "",
-             "Outage: the longest stretch without throughput after the event; recovery: until throughput "
-             "is back near its level before the event (docs/events.md).", ""]
-    lines += _table(["Variant", "Event", "Link", "Planned (s)", "Fired (s)", "Outage (s)", "Recovered after (s)"],
-                    rows)
+             "Per disruptive event: the outage (the longest stretch without throughput from the event on) "
+             "and the time until throughput is back near its level before the event (docs/events.md). "
+             "Throughput and RTT are medians before / during / after.", ""]
+    lines += _table(["Variant", "Event", "Fired (s)", "Outage (s)", "Recovered after (s)",
+                     "Throughput (Mbit/s)", "RTT (ms)"], rows)
+    lines += ["", "Every action as planned and as fired:", ""]
+    lines += _table(["Variant", "Action", "Planned (s)", "Fired (s)", "Error"], fired)
     return lines + [""]
 
 

@@ -153,7 +153,6 @@ PLOTS: Sequence[Tuple[str, Callable[[Dict[str, Any]], Optional[Figure]]]] = (
     ("owd_histogram.png", _owd_histogram),
     ("collective_time.png", _collective_times),
     ("training_steps.png", multicloud_plots.training_steps),
-    ("timeline.png", multicloud_plots.timeline),
 )
 
 
@@ -175,7 +174,20 @@ def make_plots(results: Dict[str, Any], out_dir: Union[str, Path]) -> List[Path]
             if tmp.exists():
                 tmp.unlink()
         written.append(target)
+    written += _timelines(results, directory)
     return written
+
+
+def _timelines(results: Dict[str, Any], directory: Path) -> List[Path]:
+    """``timeline_<variant>.png`` for every variant that ran the timeline step."""
+    from testbed.timeline_plot import plot_timeline
+
+    out = []
+    for index, variant in enumerate(results.get("variants") or []):
+        if isinstance(variant.get("timeline"), dict):
+            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in _variant_label(variant, index))
+            out.append(plot_timeline(variant["timeline"], directory / f"timeline_{safe}.png"))
+    return out
 
 
 def replot(results_path: Union[str, Path], out_dir: Union[str, Path]) -> List[Path]:

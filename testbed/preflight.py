@@ -60,6 +60,7 @@ def check_topology_fit(scenario: Scenario) -> None:
                 raise InputError(f"variants.{index}.links.{name}", _no_link(scenario, name, names),
                                  source=source)
         hosts_by_variant[index] = _hosts(topo)
+        _check_timeline_events(scenario, index, topo, config)
     for name in scenario.links:
         if name not in links_anywhere:
             raise InputError(f"links.{name}", _no_link(scenario, name, links_anywhere), source=source)
@@ -73,6 +74,24 @@ def check_topology_fit(scenario: Scenario) -> None:
                     raise InputError(f"endpoints.{end}",
                                      f"{host!r} is not a host of {scenario.topology}{where} (hosts: {shown})",
                                      source=source)
+
+
+def _check_timeline_events(scenario: Scenario, index: int, topo, config: dict) -> None:
+    """Events name links of this variant's topology and can be applied at runtime."""
+    timeline = scenario.variant_measure(index).timeline
+    if timeline is None or not timeline.events:
+        return
+    from testbed.events import check_events
+    from testbed.lab.plan import make_plan
+
+    own = "events" in (scenario.variants[index].measure.get("timeline") or {})
+    field = f"variants.{index}.measure.timeline.events" if own else "measure.timeline.events"
+    plan = make_plan(topo, "preflight", "10.0.0.0/8", config["links"], strict_links=False)
+    try:
+        check_events(timeline.parsed_events(field), plan, duration_s=timeline.duration_s, field=field)
+    except InputError as exc:
+        where = "" if len(scenario.variants) == 1 else f" (variant {scenario.variants[index].name!r})"
+        raise InputError(exc.field, exc.message + where, source=scenario._source) from exc
 
 
 def _no_link(scenario: Scenario, name: str, names: Set[str]) -> str:

@@ -183,6 +183,15 @@ def _run_collective(lab: Lab, options, progress) -> List[dict]:
                      progress=progress)
 
 
+def _run_timeline(lab: Lab, options, src, dst, progress) -> dict:
+    from testbed.measure.timeline import run_timeline
+
+    return run_timeline(lab, src, dst, options.duration_s, options.interval_s, options.parsed_events(),
+                        progress, ping_interval_s=options.ping_interval_s, port=options.port,
+                        recover_fraction=options.recover_fraction, hold_s=options.hold_s,
+                        baseline_s=options.baseline_s, congestion=options.cc)
+
+
 def _run_training(lab: Lab, options, progress) -> dict:
     from testbed.collectives.training import run_training
 
@@ -206,6 +215,8 @@ def run_step(lab: Lab, kind: str, options, src, dst,
     """One measurement step as results.json records it (collective: its rows)."""
     if kind in LAB_STEPS:
         return LAB_STEPS[kind](lab, options, progress)
+    if kind == "timeline":
+        return _run_timeline(lab, options, src, dst, progress)
     data = _trim(kind, _run_step(kind, options, src, dst, lab.scale))
     if kind == "path":
         data.update(_hops(lab, src.name, dst.name, data.get("routers", [])))

@@ -266,6 +266,33 @@ class CollectiveOptions(_Strict):
         return parse_size_bytes(self.buffsize, "measure.collective.buffsize")
 
 
+class TimelineOptions(_Strict):
+    """Throughput and RTT over time while scheduled events change the lab (testbed/measure/timeline.py)."""
+
+    duration_s: float = Field(8.0, gt=0, le=600.0, allow_inf_nan=False)
+    interval_s: float = Field(0.1, ge=0.05, le=10.0, allow_inf_nan=False)
+    ping_interval_s: float = Field(0.05, ge=0.01, le=10.0, allow_inf_nan=False)
+    cc: Optional[StrictStr] = None  # the flow's congestion control; host default if None
+    recover_fraction: float = Field(0.8, gt=0, le=1.0, allow_inf_nan=False)
+    hold_s: float = Field(1.0, gt=0, le=60.0, allow_inf_nan=False)
+    baseline_s: float = Field(2.0, gt=0, le=60.0, allow_inf_nan=False)
+    port: int = Field(5301, ge=1024, le=65535)
+    events: List[Plain] = Field(default_factory=list, max_length=100)
+
+    @field_validator("cc")
+    @classmethod
+    def _cc_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _CC_RE.match(value):
+            raise ValueError(f"invalid congestion control name {value!r}")
+        return value
+
+    def parsed_events(self, field: str = "measure.timeline.events"):
+        """The events as testbed.events.Event objects (InputError naming the field)."""
+        from testbed.events import parse_events
+
+        return parse_events(self.events, field)
+
+
 GPU_TYPES = ("H100", "A100", "L40S", "V100", "T4")
 
 
@@ -311,6 +338,7 @@ STEP_OPTIONS: Dict[str, Type[_Strict]] = {
     "collective": CollectiveOptions,
     "training": TrainingOptions,
     "storage": StorageOptions,
+    "timeline": TimelineOptions,
 }
 
 
@@ -326,6 +354,7 @@ class Measure(_Strict):
     collective: Optional[CollectiveOptions] = None
     training: Optional[TrainingOptions] = None
     storage: Optional[StorageOptions] = None
+    timeline: Optional[TimelineOptions] = None
 
     _order: Tuple[str, ...] = PrivateAttr(default=())
 
@@ -648,6 +677,14 @@ def parse_scenario(
             except ValidationError as exc:
                 err = _translate(exc, source)
                 raise InputError(f"variants.{index}.measure.{err.field}", err.message, source=source) from exc
+        timeline = scenario.variant_measure(index).timeline
+        if timeline is not None:
+            own = "timeline" in variant.measure and "events" in (variant.measure.get("timeline") or {})
+            field = f"variants.{index}.measure.timeline.events" if own else "measure.timeline.events"
+            try:
+                timeline.parsed_events(field)
+            except InputError as exc:
+                raise InputError(exc.field, exc.message, source=source) from exc
     if presets is None:
         presets = load_presets()
     _check_links(scenario, presets, source)
