@@ -39,6 +39,7 @@ class _Conn:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     in_flight: int = 0
+    waiting: int = 0  # senders waiting for room in the in-flight buffer
     credit: asyncio.Condition = field(default_factory=asyncio.Condition)
 
 
@@ -115,9 +116,10 @@ class Transport:
             while True:
                 data = await conn.reader.readexactly(CREDIT.size)
                 (n,) = CREDIT.unpack(data)
-                async with conn.credit:
-                    conn.in_flight -= n
-                    conn.credit.notify_all()
+                conn.in_flight -= n
+                if conn.waiting:  # wake a sender only when one waits for room
+                    async with conn.credit:
+                        conn.credit.notify_all()
         except (asyncio.IncompleteReadError, ConnectionError):
             return
 
@@ -135,24 +137,36 @@ class Transport:
         return [(off, min(size, nbytes - off)) for off in range(0, nbytes, size)]
 
     async def send(self, src: str, dst: str, tid: int, payload: memoryview, itemsize: int) -> None:
-        conns = self.conns[(src, dst)]
-        sends = []
-        for off, length in self.pieces(len(payload), itemsize):
-            idx = self._rr[(src, dst)]
-            self._rr[(src, dst)] = (idx + 1) % len(conns)
-            sends.append(self._send_piece(conns[idx], tid, off // itemsize, payload[off:off + length]))
-        await asyncio.gather(*sends)
-        self.bytes_sent[(src, dst)] += len(payload)
+        key = (src, dst)
+        conns = self.conns[key]
+        pieces = self.pieces(len(payload), itemsize)
+        if len(pieces) == 1:  # the common case: no gather, no extra task
+            idx = self._rr[key]
+            self._rr[key] = (idx + 1) % len(conns)
+            await self._send_piece(conns[idx], tid, 0, payload)
+        else:
+            sends = []
+            for off, length in pieces:
+                idx = self._rr[key]
+                self._rr[key] = (idx + 1) % len(conns)
+                sends.append(self._send_piece(conns[idx], tid, off // itemsize, payload[off:off + length]))
+            await asyncio.gather(*sends)
+        self.bytes_sent[key] += len(payload)
 
     async def _send_piece(self, conn: _Conn, tid: int, offset_elems: int, piece: memoryview) -> None:
         length = len(piece)
-        async with conn.credit:
-            # a piece larger than the buffer still goes alone, like NCCL's steps
-            await conn.credit.wait_for(lambda: conn.in_flight == 0 or
-                                       conn.in_flight + length <= self.buffsize_bytes)
-            conn.in_flight += length
-        conn.writer.write(HEADER.pack(tid, offset_elems, length))
-        conn.writer.write(piece)
+        # a piece larger than the buffer still goes alone, like NCCL's steps
+        if not (conn.in_flight == 0 or conn.in_flight + length <= self.buffsize_bytes):
+            conn.waiting += 1
+            try:
+                async with conn.credit:
+                    await conn.credit.wait_for(lambda: conn.in_flight == 0 or
+                                               conn.in_flight + length <= self.buffsize_bytes)
+            finally:
+                conn.waiting -= 1
+        conn.in_flight += length  # one event loop thread: no race between the check and this
+        # header and payload in one write: one send(2) per piece, not two
+        conn.writer.write(HEADER.pack(tid, offset_elems, length) + piece)
         await conn.writer.drain()
 
     async def close(self) -> None:
