@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 from testbed import multicloud_plots
 from testbed.results import get_value
 
-__all__ = ["make_plots", "replot", "PLOTS"]
+__all__ = ["make_plots", "replot", "save_figure", "PLOTS"]
 
 _DPI = 110
 
@@ -156,6 +156,20 @@ PLOTS: Sequence[Tuple[str, Callable[[Dict[str, Any]], Optional[Figure]]]] = (
 )
 
 
+def save_figure(figure: Figure, target: Union[str, Path]) -> Path:
+    """Write ``figure`` as PNG to ``target`` atomically (a temp file renamed over it)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        figure.savefig(tmp, format="png")
+        tmp.replace(target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
 def make_plots(results: Dict[str, Any], out_dir: Union[str, Path]) -> List[Path]:
     """Draw every plot the results have data for into ``out_dir``; return the files."""
     directory = Path(out_dir)
@@ -163,17 +177,8 @@ def make_plots(results: Dict[str, Any], out_dir: Union[str, Path]) -> List[Path]
     written: List[Path] = []
     for file_name, build in PLOTS:
         figure = build(results)
-        if figure is None:
-            continue
-        target = directory / file_name
-        tmp = directory / f".{file_name}.tmp"
-        try:
-            figure.savefig(tmp, format="png")
-            tmp.replace(target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        written.append(target)
+        if figure is not None:
+            written.append(save_figure(figure, directory / file_name))
     written += _timelines(results, directory)
     return written
 

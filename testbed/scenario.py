@@ -83,6 +83,12 @@ _CC_RE = re.compile(r"^[a-z0-9_]{1,16}$")
 # ------------------------------------------------------------- field checks
 
 
+def _check_cc(value: str) -> str:
+    if not _CC_RE.match(value):
+        raise ValueError(f"invalid congestion control name {value!r}")
+    return value
+
+
 def _check_name(value: str) -> str:
     if not _NAME_RE.match(value):
         raise ValueError(
@@ -167,6 +173,7 @@ def _unit_checker(parse, what: str, allow_none: bool = True):
 
 
 Name = Annotated[StrictStr, AfterValidator(_check_name)]
+CCName = Annotated[StrictStr, AfterValidator(_check_cc)]
 ParamKey = Annotated[StrictStr, AfterValidator(_check_param_key)]
 Plain = Annotated[Any, AfterValidator(_check_plain)]
 SysctlKey = Annotated[StrictStr, AfterValidator(_check_sysctl_key)]
@@ -204,15 +211,8 @@ class TcpOptions(_Strict):
 
     duration_s: float = Field(10.0, gt=0, le=3600.0)
     streams: int = Field(1, ge=1, le=128)
-    cc: Optional[StrictStr] = None  # congestion control (e.g. cubic, bbr); host default if None
+    cc: Optional[CCName] = None  # congestion control (e.g. cubic, bbr); host default if None
     window: Optional[SizeText] = None  # socket buffer, e.g. "4MiB"; host default if None
-
-    @field_validator("cc")
-    @classmethod
-    def _cc_name(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not _CC_RE.match(value):
-            raise ValueError(f"invalid congestion control name {value!r}")
-        return value
 
     @property
     def window_bytes(self) -> Optional[int]:
@@ -272,19 +272,12 @@ class TimelineOptions(_Strict):
     duration_s: float = Field(8.0, gt=0, le=600.0, allow_inf_nan=False)
     interval_s: float = Field(0.1, ge=0.05, le=10.0, allow_inf_nan=False)
     ping_interval_s: float = Field(0.05, ge=0.01, le=10.0, allow_inf_nan=False)
-    cc: Optional[StrictStr] = None  # the flow's congestion control; host default if None
+    cc: Optional[CCName] = None  # the flow's congestion control; host default if None
     recover_fraction: float = Field(0.8, gt=0, le=1.0, allow_inf_nan=False)
     hold_s: float = Field(1.0, gt=0, le=60.0, allow_inf_nan=False)
     baseline_s: float = Field(2.0, gt=0, le=60.0, allow_inf_nan=False)
     port: int = Field(5301, ge=1024, le=65535)
     events: List[Plain] = Field(default_factory=list, max_length=100)
-
-    @field_validator("cc")
-    @classmethod
-    def _cc_name(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not _CC_RE.match(value):
-            raise ValueError(f"invalid congestion control name {value!r}")
-        return value
 
     def parsed_events(self, field: str = "measure.timeline.events"):
         """The events as testbed.events.Event objects (InputError naming the field)."""
@@ -467,6 +460,7 @@ class Scenario(_Strict):
     _source: Optional[str] = PrivateAttr(default=None)
     _presets: Any = PrivateAttr(default=None)
     _cost: Any = PrivateAttr(default=None)  # (testbed.cost.CostConfig, daily bytes or None)
+    _variant_measures: Dict[int, Any] = PrivateAttr(default_factory=dict)  # index -> merged Measure
 
     @property
     def source(self) -> Optional[str]:
@@ -535,10 +529,14 @@ class Scenario(_Strict):
 
         Steps keep the scenario's order; a step only the variant names comes last.
         """
-        variant = self.variant(which)
+        index = self.variant_index(which)
+        variant = self.variants[index]
         if not variant.measure:
             return self.measure
-        return Measure.model_validate(_deep_merge(self.measure.to_dict(), variant.measure))
+        if index not in self._variant_measures:  # validated once, at load
+            self._variant_measures[index] = Measure.model_validate(
+                _deep_merge(self.measure.to_dict(), variant.measure))
+        return self._variant_measures[index]
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready copy, recorded in results.json."""
@@ -671,13 +669,11 @@ def parse_scenario(
         raise _translate(exc, source) from exc
     _check_cross_fields(scenario, topologies, source)
     for index, variant in enumerate(scenario.variants):
-        if variant.measure:
-            try:
-                scenario.variant_measure(index)
-            except ValidationError as exc:
-                err = _translate(exc, source)
-                raise InputError(f"variants.{index}.measure.{err.field}", err.message, source=source) from exc
-        timeline = scenario.variant_measure(index).timeline
+        try:
+            timeline = scenario.variant_measure(index).timeline
+        except ValidationError as exc:
+            err = _translate(exc, source)
+            raise InputError(f"variants.{index}.measure.{err.field}", err.message, source=source) from exc
         if timeline is not None:
             own = "timeline" in variant.measure and "events" in (variant.measure.get("timeline") or {})
             field = f"variants.{index}.measure.timeline.events" if own else "measure.timeline.events"

@@ -90,14 +90,6 @@ def timeline_figure(data: Dict[str, Any]) -> Figure:
 
 def plot_timeline(data: Dict[str, Any], path: Union[str, Path]) -> Path:
     """Write the timeline PNG to ``path`` (atomically); returns the path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    figure = timeline_figure(data)
-    try:
-        figure.savefig(tmp, format="png")
-        tmp.replace(target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
+    from testbed.plots import save_figure  # plots draws timelines through this module
+
+    return save_figure(timeline_figure(data), path)

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -395,3 +396,23 @@ def judge_repeated(
             f"  expected {expected:.4g}{unit}, bounds [{low:.4g}, {high:.4g}]{unit}\n{lines}"
         )
     return samples
+
+
+# -- end-to-end runs -----------------------------------------------------------
+
+RUN_TIMEOUT_S = 600
+
+
+def run_quick(out: Path, scenario: Optional[str] = None):
+    """``testbed run [SCENARIO] --quick --out OUT`` in a subprocess: ``(out, results doc, process)``.
+
+    Exit 1 is allowed (a fidelity verdict may fail on a loaded machine); the
+    tests judge the figures in results.json themselves.
+    """
+    argv = [sys.executable, "-m", "testbed.cli", "run", *([scenario] if scenario else []),
+            "--quick", "--out", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=str(out))
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    with open(out / "results.json") as fh:
+        doc = json.load(fh)
+    return out, doc, proc

@@ -14,6 +14,7 @@ whose owner was killed from one that is still in use.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 from typing import Dict, List, Mapping, Optional
 
@@ -230,6 +231,11 @@ class Lab:
         self.destroy()
 
 
+def _netem_leaf(delay_backend, profile, ns, index, parent, handle, limit_pkts) -> None:
+    """The netem qdisc carrying ``profile``'s impairments under htb (or at the root)."""
+    delay_backend.apply(ns, index, parent, handle, profile, limit_pkts)
+
+
 def _shape(plan: LabPlan, delay_backend, scale: float = 1.0) -> None:
     """Rate/queue (and netem leaves) on each wire port, for the direction leaving by it.
 
@@ -244,8 +250,7 @@ def _shape(plan: LabPlan, delay_backend, scale: float = 1.0) -> None:
                 profile = scaled_profile(configured, scale)
                 leaf = None
                 if delay_backend.name == "netem" and profile.has_impairment:
-                    def leaf(ns, index, parent, handle, limit_pkts, _p=profile):
-                        delay_backend.apply(ns, index, parent, handle, _p, limit_pkts)
+                    leaf = functools.partial(_netem_leaf, delay_backend, profile)
                 if not profile.rate_bps and leaf is None:
                     continue
                 apply_egress(ns, port, profile, rtt_ms, link.mtu, netem_leaf=leaf)

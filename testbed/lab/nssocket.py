@@ -38,7 +38,7 @@ def _setns(fd: int) -> None:
 def in_netns(name: str) -> Iterator[None]:
     """Run the body with this thread inside namespace ``name``; always switch back."""
     with _lock:
-        home = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
             try:
                 target = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY)

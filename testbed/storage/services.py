@@ -25,22 +25,11 @@ from typing import List, Optional, Sequence, Tuple
 
 from testbed.errors import ToolError
 from testbed.lab.node import Node
+from testbed.measure._common import stop_process
 
-__all__ = ["Service", "run_tool", "run_parallel", "decode_json_line", "stop_popen"]
+__all__ = ["Service", "run_tool", "run_parallel", "decode_json_line"]
 
 POLL_S = 0.02
-STOP_GRACE_S = 2.0
-
-
-def stop_popen(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM this process (by its pid), SIGKILL after ``grace_s``; always reap it."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=grace_s)
 
 
 def _tail(fh) -> str:
@@ -112,7 +101,7 @@ class Service:
         """End exactly this process (by pid) and reap it; safe to call twice."""
         try:
             if self.proc is not None:
-                stop_popen(self.proc)
+                stop_process(self.proc)
         finally:
             if self._stderr is not None:
                 self._stderr.close()
@@ -166,7 +155,7 @@ def run_parallel(jobs: Sequence[Tuple[str, Node, Sequence[str]]], timeout_s: flo
     finally:
         for _label, _node, proc, out, err in started:
             try:
-                stop_popen(proc)
+                stop_process(proc)
             finally:
                 out.close()
                 err.close()

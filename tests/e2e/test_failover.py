@@ -1,13 +1,12 @@
 """scenarios/failover.yaml end to end (--quick), judged from results.json (issue 8 section 6)."""
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from testbed.results import validate_results
+
+import helpers  # tests/helpers.py, on the path through tests/conftest.py
 
 pytestmark = [
     pytest.mark.e2e,
@@ -18,12 +17,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("failover")
-    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "run", "failover", "--quick",
-                           "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=str(out))
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]
-    with open(out / "results.json") as fh:
-        doc = json.load(fh)
-    return out, doc, proc
+    return helpers.run_quick(out, "failover")
 
 
 def _timeline(doc, name):

@@ -1,13 +1,13 @@
 """The flagship scenario end to end (--quick), judged from results.json."""
 
-import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 from testbed.results import validate_results
+
+import helpers  # tests/helpers.py, on the path through tests/conftest.py
 
 pytestmark = [
     pytest.mark.e2e,
@@ -18,12 +18,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def flagship(tmp_path_factory):
     out = tmp_path_factory.mktemp("flagship")
-    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "run", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=str(out))
-    assert proc.returncode in (0, 1), proc.stderr
-    with open(out / "results.json") as fh:
-        doc = json.load(fh)
-    return out, doc, proc
+    return helpers.run_quick(out)
 
 
 def _variant(doc, name):
