@@ -27,18 +27,18 @@ def test_handles():
 @pytest.mark.parametrize(
     "rate_bps,mtu,expected",
     [
-        # 10 Gbit/s for 1 ms = 10e9 / 8 * 0.001 = 1,250,000 bytes > 65536 + 1500
+        # 10 Gbit/s for 1 ms = 10e9 / 8 * 0.001 = 1,250,000 bytes > one frame
         (10_000_000_000, 1500, 1_250_000),
-        # 1 Gbit/s for 1 ms = 125,000 bytes > 65536 + 9000 = 74,536
+        # 1 Gbit/s for 1 ms = 125,000 bytes > 9000 + 14
         (1_000_000_000, 9000, 125_000),
-        # 100 Mbit/s for 1 ms = 12,500 bytes < one GSO packet + MTU = 67,036
-        (100_000_000, 1500, 67_036),
-        # 1 Mbit/s: 125 bytes; floor with jumbo MTU 65536 + 9000 = 74,536
-        (1_000_000, 9000, 74_536),
-        # 524,288,000 bit/s: 65,536 bytes in 1 ms = exactly 65536, still below 65536 + 1500
-        (524_288_000, 1500, 67_036),
-        # 600 Mbit/s: 75,000 bytes > 67,036
-        (600_000_000, 1500, 75_000),
+        # 200 Mbit/s (10 Gbit/s at scale 50) for 1 ms = 25,000 bytes, not a 64 KiB GSO floor
+        (200_000_000, 9000, 25_000),
+        # 100 Mbit/s for 1 ms = 12,500 bytes > 1500 + 14
+        (100_000_000, 1500, 12_500),
+        # 1 Mbit/s: 125 bytes in 1 ms; floor one jumbo frame 9000 + 14 = 9,014
+        (1_000_000, 9000, 9_014),
+        # 10 Mbit/s: 1,250 bytes in 1 ms < one 1500-byte frame + 14 = 1,514
+        (10_000_000, 1500, 1_514),
     ],
 )
 def test_htb_burst_bytes(rate_bps, mtu, expected):
