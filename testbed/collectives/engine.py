@@ -144,10 +144,21 @@ class CollectiveEngine:
             if a == b:
                 loop.call_later(self.local.delay_s(data.nbytes), apply, tid, 0, data)
                 return
-            task = loop.create_task(self.transport.send(a, b, tid, memoryview(data).cast("B"),
-                                                        data.itemsize))
-            task.add_done_callback(lambda f: f.exception() and errors.append(f.exception()))
+            payload = memoryview(data).cast("B")
+            try:
+                if self.transport.send_nowait(a, b, tid, payload, data.itemsize):
+                    return  # written at once: no task for the common case
+            except RunError as exc:
+                fail(exc)
+                return
+            task = loop.create_task(self.transport.send(a, b, tid, payload, data.itemsize))
+            task.add_done_callback(lambda f: not f.cancelled() and f.exception() and fail(f.exception()))
             tasks.append(task)
+
+        def fail(exc: BaseException) -> None:
+            errors.append(exc)
+            if not done.done():
+                done.set_result(None)  # stop waiting: the iteration cannot complete
 
         self.transport.deliver = deliver
         started = time.perf_counter()
