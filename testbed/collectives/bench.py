@@ -33,12 +33,18 @@ ORDERS = ("topology", "naive")
 UNSHAPED_BETA_US_PER_BYTE = 8 / 10e9 * 1e6  # [assumption] an unshaped veth: ~10 Gbit/s here
 
 
-def link_params(plan: dict, a: str, b: str):
-    """(alpha_us, beta_us_per_byte) of the path between hosts a and b."""
+def link_params(plan: dict, a: str, b: str, scale: float = 1.0):
+    """(alpha_us, beta_us_per_byte) of the path between hosts a and b, at real scale.
+
+    A shaped path's rate is the configured one (the kernel gets rate / scale
+    and carries bytes / scale). An unshaped path runs at what this machine's
+    veths carry of the bytes actually sent, so on a lab with ``scale`` K it
+    stands for K times that.
+    """
     pred = fidelity.predict(plan, fidelity.l3_path(plan, a, b))
     if pred["bottleneck_bps"]:
         return model.alpha_beta_from_links(pred["owd_forward_ms"], pred["bottleneck_bps"])
-    return pred["owd_forward_ms"] * 1000.0, UNSHAPED_BETA_US_PER_BYTE
+    return pred["owd_forward_ms"] * 1000.0, UNSHAPED_BETA_US_PER_BYTE / scale
 
 
 def algo_params(algorithm: str, groups, order: str, chunk_bytes: Optional[int]) -> dict:
@@ -61,9 +67,12 @@ def _model_us(op, algorithm, ranks, size, params, groups, local, wan) -> Optiona
             return model.model_time_us(op, algorithm, ranks, size, local[0], local[1],
                                        alpha_wan_us=wan[0], beta_wan_us_per_byte=wan[1], **params)
         if len(groups) > 1 and algorithm == "ring":
-            alpha, beta = model.ring_link_params(params["order"], groups, local, wan)
-        else:
-            alpha, beta = wan if len(groups) > 1 else local
+            # edge by edge: chunk 0 pays the WAN latency only where the ring crosses
+            edges = model.ring_edge_params(params["order"], groups, local, wan)
+            alpha, beta = max(a for a, _ in edges), max(b for _, b in edges)
+            return model.model_time_us(op, algorithm, ranks, size, alpha, beta, edges=edges,
+                                       **params)
+        alpha, beta = wan if len(groups) > 1 else local
         return model.model_time_us(op, algorithm, ranks, size, alpha, beta, **params)
     except (InputError, ValueError, KeyError):
         return None  # no model for this combination: the row says so
@@ -86,9 +95,9 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
     first = {g[0]: rank_host[g[0]] for g in groups}
     site_hosts = list(first.values())
     same_site = [h for h in host_names if nodes[h].site == nodes[site_hosts[0]].site]
-    local = link_params(plan, same_site[0], same_site[-1]) if len(same_site) > 1 else (0.0, 0.0)
-    wan = link_params(plan, site_hosts[0], site_hosts[-1]) if len(site_hosts) > 1 else local
     scale = float(getattr(lab, "scale", 1.0))  # rates divided by it: send bytes / scale too
+    local = link_params(plan, same_site[0], same_site[-1], scale) if len(same_site) > 1 else (0.0, 0.0)
+    wan = link_params(plan, site_hosts[0], site_hosts[-1], scale) if len(site_hosts) > 1 else local
     engine = CollectiveEngine(nodes, rank_host, nsocks=nsocks, buffsize_bytes=buffsize_bytes)
     rows = []
     try:

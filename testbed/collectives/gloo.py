@@ -204,9 +204,10 @@ def _allreduce_model_us(lab, op: str, ranks: int, count: int, rank_host: Sequenc
     groups = groups_from_labels([nodes[h].site for h in rank_host])
     hosts = list(dict.fromkeys(rank_host))
     same_site = [h for h in hosts if nodes[h].site == nodes[hosts[0]].site]
-    local = link_params(plan, same_site[0], same_site[-1]) if len(same_site) > 1 else (0.0, 0.0)
+    scale = float(getattr(lab, "scale", 1.0))
+    local = link_params(plan, same_site[0], same_site[-1], scale) if len(same_site) > 1 else (0.0, 0.0)
     firsts = [rank_host[g[0]] for g in groups]
-    wan = link_params(plan, firsts[0], firsts[-1]) if len(firsts) > 1 else local
+    wan = link_params(plan, firsts[0], firsts[-1], scale) if len(firsts) > 1 else local
     order = naive_order(ranks)
     alpha, beta = model.ring_link_params(order, groups, local, wan) if len(groups) > 1 else local
     return model.model_time_us(op, "ring", ranks, ops.size_bytes(op, count, ranks), alpha, beta,

@@ -33,11 +33,38 @@ formula. A chain (ring broadcast/reduce) takes ``(p-1)(a + m b) + (K-1) m b``
 with ``m = n/K``. These are exactly what :mod:`testbed.collectives.simulate`
 computes for our ring, chain, alltoall and Rabenseifner schedules (tests).
 
-Ring over several links: every step waits for the slowest link, so a ring's
-``a`` and ``b`` are those of its worst edge; edges crossing sites that share
-one WAN link divide its bandwidth (:func:`ring_link_params`). This is why a
-flat ring over two sites pays the WAN latency at each of its ``2(p-1)``
-steps while the hierarchical algorithm pays it ``2(s-1)`` times.
+Ring over several links: edge ``i`` goes from ``order[i]`` to
+``order[i+1]`` with its own ``a_i``, ``b_i`` (:func:`ring_edge_params`;
+edges crossing from one site to another in the same direction share that WAN
+link, so each sees ``b`` times their number). Our ring is not lockstep: a
+message goes as soon as its chunk has arrived, and a chunk's step ``s`` on
+edge ``i`` is followed by its step ``s+1`` on edge ``i+1``, so chunk 0 pays
+the WAN latency only where its path crosses the WAN: 4 of the 14 steps of an
+allreduce over 8 ranks in two sites of 4 (topology-aware order), not at every
+step. With ``h_i = a_i + m b_i`` a phase takes (:func:`ring_edges_phase_us`)
+the largest over edges ``e`` and steps ``s0 <= s1 < S`` of::
+
+    sum_{j=1..s0} h_{e-j} + (s1-s0+1) K m b_e + a_e + sum_{j=1..S-1-s1} h_{e+j}
+
+(indices mod ``p``): edge ``e`` sends steps ``s0..s1`` of all ``K`` chunks
+one after another, the first not before chunk 0 has come ``s0`` edges, the
+last with ``S-1-s1`` edges still to go. ``s0 = s1`` at a path's slowest edge
+is the chain term (the slowest ``S`` consecutive edges, ``(K-1) m b`` of
+that path's slowest edge), ``s0 = 0, s1 = S-1`` the port term (the busiest
+edge, ``S K m b_e + a_e``); the terms between count a slow edge's queue of
+earlier steps fed by fast edges. Uniform edges give the formula above. A
+chain (:func:`chain_edges_us`) takes ``sum_j h_j + (K-1) m max_j b_j`` over
+its ``p-1`` edges from the root, ``m = n/K``. When every edge has a link of
+its own, each term is a lower bound of the port model and the tests find
+:mod:`testbed.collectives.simulate` equal to the largest (uneven splits
+aside). Where ``c > 1`` edges share a WAN link the closed form charges every
+crossing message ``c b`` (all ``c`` in flight, sharing fairly) while the
+simulator sends them one at a time at ``b``: the closed form can then be above
+the simulator (1.5x for 8 ranks interleaved over two sites, more for chains,
+where a chunk crosses alone).
+:func:`ring_link_params` is the worst edge alone, what a lockstep ring would
+wait for at every step. The hierarchical algorithm pays the WAN latency
+``2(s-1)`` times.
 
 Trees (ours: in-order binary trees of depth ``d = floor(lg p)``, see
 :mod:`testbed.collectives.algorithms.tree`), ``K`` chunks of ``m`` bytes per
@@ -59,11 +86,11 @@ WAN bandwidth term is ``a`` times larger: ``2((s-1)/s) n bW``.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from testbed.collectives import ops
 from testbed.collectives.algorithms import ALGORITHMS
-from testbed.collectives.algorithms._common import chunk_count
+from testbed.collectives.algorithms._common import check_order, chunk_count
 from testbed.collectives.order import crossings_by_direction, site_of
 from testbed.errors import InputError
 
@@ -71,6 +98,8 @@ __all__ = [
     "alpha_beta_from_links",
     "window_limited_beta",
     "ring_phase_us",
+    "ring_edges_phase_us",
+    "chain_edges_us",
     "ring_allreduce_us",
     "ring_allgather_us",
     "ring_reduce_scatter_us",
@@ -84,6 +113,7 @@ __all__ = [
     "tree_broadcast_us",
     "hierarchical_allreduce_us",
     "ring_link_params",
+    "ring_edge_params",
     "model_time_us",
 ]
 
@@ -124,6 +154,68 @@ def ring_phase_us(steps: int, p: int, n: float, a: float, b: float, nchunks: int
     k = max(1, nchunks)
     m = n / (p * k)
     return max(steps * (a + m * b) + (k - 1) * m * b, steps * k * m * b + a)
+
+
+Edge = Tuple[float, float]
+
+
+def ring_edges_phase_us(steps: int, n: float, edges: Sequence[Edge], nchunks: int = 1) -> float:
+    """``steps`` ring steps over per-edge ``edges`` (alpha_us, beta_us_per_byte) in ring order.
+
+    Edge ``i`` carries position ``i``'s messages to position ``i+1``: a
+    chunk's step ``s`` on edge ``i`` is followed by its step ``s+1`` on edge
+    ``i+1``. ``p = len(edges)``, ``m = n/(pK)``, ``h_i = a_i + m b_i``. The
+    largest, over edges ``e`` and steps ``s0 <= s1 < steps``, of::
+
+        sum_{j=1..s0} h_{e-j} + (s1-s0+1) K m b_e + a_e + sum_{j=1..steps-1-s1} h_{e+j}
+
+    (indices mod p): edge ``e`` serves steps ``s0..s1`` of all ``K`` chunks
+    one message at a time, the first not before chunk 0 has come ``s0`` edges
+    to it, and the last still has ``steps-1-s1`` edges to go. ``s0 = s1`` at
+    the slowest edge of a path is the chain term (the slowest ``steps``
+    consecutive edges plus ``(K-1) m b`` of that path's slowest edge);
+    ``s0 = 0, s1 = steps-1`` the port term ``steps K m b_e + a_e``. Uniform
+    edges give :func:`ring_phase_us`.
+    """
+    p = len(edges)
+    if steps <= 0 or p == 0:
+        return 0.0
+    k = max(1, nchunks)
+    m = n / (p * k)
+    hop = [a + m * b for a, b in edges]
+    best = 0.0
+    for e, (a_e, b_e) in enumerate(edges):
+        w = k * m * b_e  # one step of all K chunks on edge e
+        before = [0.0] * steps  # sum_{j=1..s} h_{e-j}
+        for s in range(1, steps):
+            before[s] = before[s - 1] + hop[(e - s) % p]
+        after = [0.0] * steps  # a_e + sum_{j=1..steps-1-s} h_{e+j}
+        after[steps - 1] = a_e
+        for s in range(steps - 2, -1, -1):
+            after[s] = after[s + 1] + hop[(e + steps - 1 - s) % p]
+        lead = -math.inf  # max over s0 <= s of before[s0] - s0 w
+        for s in range(steps):
+            lead = max(lead, before[s] - s * w)
+            best = max(best, lead + (s + 1) * w + after[s])
+    return best
+
+
+def chain_edges_us(n: float, edges: Sequence[Edge], nchunks: int = 1,
+                   root_position: int = 0) -> float:
+    """Pipelined chain over a ring's ``edges`` from position ``root_position`` (p-1 hops).
+
+    ``sum_j (a_j + m b_j) + (K-1) m max_j b_j`` over the hops
+    ``root_position, root_position+1, ...`` (mod p), ``m = n/K``: broadcast's
+    path; reduce runs the same hops backwards (same sum). Uniform edges give
+    :func:`chain_us`.
+    """
+    p = len(edges)
+    if p <= 1:
+        return 0.0
+    k = max(1, nchunks)
+    m = n / k
+    hops = [edges[(root_position + j) % p] for j in range(p - 1)]
+    return sum(a + m * b for a, b in hops) + (k - 1) * m * max(b for _, b in hops)
 
 
 def ring_allreduce_us(p: int, n: float, a: float, b: float, nchunks: int = 1) -> float:
@@ -229,33 +321,59 @@ def hierarchical_allreduce_us(group_sizes: Sequence[int], n: float, a_local: flo
     return local + 2 * (s - 1) * a_wan + 2 * (s - 1) / s * shard * b_wan
 
 
-def ring_link_params(order: Sequence[int], groups: Sequence[Sequence[int]],
-                     local: Tuple[float, float], wan: Tuple[float, float],
-                     shared_wan_link: bool = True) -> Tuple[float, float]:
-    """(alpha_us, beta_us_per_byte) of a ring's slowest edge over sites.
+def ring_edge_params(order: Sequence[int], groups: Sequence[Sequence[int]],
+                     local: Edge, wan: Edge, shared_wan_link: bool = True) -> List[Edge]:
+    """(alpha_us, beta_us_per_byte) per ring edge, edge ``i`` from ``order[i]`` to ``order[i+1]``.
 
     ``local`` and ``wan`` are (alpha_us, beta_us_per_byte). With
     ``shared_wan_link``, the ``c`` ring edges that cross from one site to
     another in the same direction share that WAN link: each sees ``c * bW``.
+    Empty for fewer than two ranks.
     """
-    if len(order) < 2:
-        return local
+    p = len(order)
+    if p < 2:
+        return []
     crossings = crossings_by_direction(order, groups)
     where = site_of(groups)
-    alpha, beta = 0.0, 0.0
+    out: List[Edge] = []
     for i, rank in enumerate(order):
-        a_site, b_site = where[rank], where[order[(i + 1) % len(order)]]
+        a_site, b_site = where[rank], where[order[(i + 1) % p]]
         if a_site == b_site:
-            edge = local
+            out.append((float(local[0]), float(local[1])))
         else:
             sharing = crossings[(a_site, b_site)] if shared_wan_link else 1
-            edge = (wan[0], wan[1] * sharing)
-        alpha, beta = max(alpha, edge[0]), max(beta, edge[1])
-    return alpha, beta
+            out.append((float(wan[0]), float(wan[1]) * sharing))
+    return out
+
+
+def ring_link_params(order: Sequence[int], groups: Sequence[Sequence[int]],
+                     local: Edge, wan: Edge, shared_wan_link: bool = True) -> Edge:
+    """(alpha_us, beta_us_per_byte) of a ring's slowest edge over sites.
+
+    The largest alpha and the largest beta of :func:`ring_edge_params`
+    (``local`` for fewer than two ranks): what a lockstep ring, or an
+    alltoall over the ring's links, waits for at every step.
+    """
+    edges = ring_edge_params(order, groups, local, wan, shared_wan_link)
+    if not edges:
+        return local
+    return max(a for a, _ in edges), max(b for _, b in edges)
+
+
+def _check_edges(edges: Any, p: int) -> List[Edge]:
+    try:
+        out = [(float(a), float(b)) for a, b in edges]
+    except (TypeError, ValueError) as exc:
+        raise InputError("edges", f"must be (alpha_us, beta_us_per_byte) pairs, "
+                                  f"got {edges!r}") from exc
+    if len(out) != p or any(a < 0 or b < 0 for a, b in out):
+        raise InputError("edges", f"need {p} pairs of non-negative (alpha_us, beta_us_per_byte), "
+                                  f"got {out}")
+    return out
 
 
 _MODEL_PARAMS: Dict[str, Tuple[str, ...]] = {
-    "ring": ("order", "chunk_bytes", "nchunks"),
+    "ring": ("order", "chunk_bytes", "nchunks", "edges"),
     "tree": ("order", "kind", "chunk_bytes", "nchunks"),
     "rabenseifner": ("order",),
     "hierarchical": ("groups", "chunk_bytes", "nchunks", "alpha_wan_us",
@@ -272,7 +390,12 @@ def model_time_us(op: str, algorithm: str, ranks: int, size_bytes: int, alpha_us
     can be passed). Hierarchical: ``alpha_us``/``beta_us_per_byte`` are the
     intra-site link's, ``alpha_wan_us``/``beta_wan_us_per_byte`` (default: the
     same) the inter-site link's, ``shared_wan_link`` (default True).
-    For a flat ring over sites pass :func:`ring_link_params`'s values.
+    Ring over several links: ``edges``, one (alpha_us, beta_us_per_byte) per
+    ring edge in ``order`` (:func:`ring_edge_params`), replaces
+    ``alpha_us``/``beta_us_per_byte``: allreduce, reduce_scatter and
+    allgather use :func:`ring_edges_phase_us`, broadcast and reduce
+    :func:`chain_edges_us` from rank 0 (the root the schedules are run
+    with), alltoall and sendrecv the worst edge (largest alpha, largest beta).
     """
     spec = ops.op_spec(op)
     algo = ALGORITHMS.get(algorithm)
@@ -292,12 +415,26 @@ def model_time_us(op: str, algorithm: str, ranks: int, size_bytes: int, alpha_us
     block = count // p if spec.blocks_per_rank else count
 
     if algorithm == "ring":
+        edges = algo_params.get("edges")
+        if edges is not None:
+            edges = _check_edges(edges, p)
+            root_position = check_order(algo_params.get("order"), p).index(0)
+            a, b = max(e[0] for e in edges), max(e[1] for e in edges)
         if op == "allreduce":
-            return ring_allreduce_us(p, n, a, b, chunk_count(count, p, chunk_bytes, nchunks))
+            k = chunk_count(count, p, chunk_bytes, nchunks)
+            if edges is not None:
+                return ring_edges_phase_us(2 * (p - 1), n, edges, k)
+            return ring_allreduce_us(p, n, a, b, k)
         if op in ("reduce_scatter", "allgather"):
-            return ring_allgather_us(p, n, a, b, chunk_count(block, 1, chunk_bytes, nchunks))
+            k = chunk_count(block, 1, chunk_bytes, nchunks)
+            if edges is not None:
+                return ring_edges_phase_us(p - 1, n, edges, k)
+            return ring_allgather_us(p, n, a, b, k)
         if op in ("broadcast", "reduce"):
-            return chain_us(p, n, a, b, chunk_count(count, 1, chunk_bytes, nchunks))
+            k = chunk_count(count, 1, chunk_bytes, nchunks)
+            if edges is not None:
+                return chain_edges_us(n, edges, k, root_position)
+            return chain_us(p, n, a, b, k)
         if op == "alltoall":
             return pairwise_alltoall_us(p, n, a, b)
         return sendrecv_us(p, n, a, b)
