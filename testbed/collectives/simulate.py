@@ -11,7 +11,11 @@ receiver's ingress port (single-port, full duplex) -- each serving one
 transfer at a time, in order of readiness. Once all are free it holds them
 for ``m * beta`` and arrives ``alpha`` later (alpha is latency: it does not
 occupy the ports, so pipelined chunks hide it). ``link(src, dst)`` may give
-per-pair costs and extra shared resources (a site's WAN link, say).
+per-pair costs and extra shared resources (a site's WAN link, say). A
+zero-byte transfer (a rendezvous "ready" notification,
+:mod:`testbed.collectives.protocol`) holds no resource: it is one small frame
+that the kernel interleaves with data packets, so it arrives alpha after it
+is ready.
 """
 
 from __future__ import annotations
@@ -79,10 +83,13 @@ def simulate_time_us(schedule: Schedule, alpha_us: float = 0.0, beta_us_per_byte
         ready, tid = heapq.heappop(heap)
         t = transfers[tid]
         c = cost(t.src, t.dst)
-        start = max([ready] + [free.get(r, 0.0) for r in c.resources])
-        finish = start + t.elems * itemsize * c.beta_us_per_byte
-        for r in c.resources:
-            free[r] = finish
+        if t.elems:
+            start = max([ready] + [free.get(r, 0.0) for r in c.resources])
+            finish = start + t.elems * itemsize * c.beta_us_per_byte
+            for r in c.resources:
+                free[r] = finish
+        else:  # a zero-byte notification (protocol.py): one small frame, it queues behind nothing
+            finish = ready
         arrive[tid] = finish + c.alpha_us
         done += 1
         for nxt in dependents[tid]:
