@@ -523,3 +523,18 @@ def test_link_fields_without_preset_adjust_the_topology_default():
     assert direct.spec.forward.delay_ms == 3.0
     assert direct.spec.forward.rate_bps == 10_000_000_000  # kept from direct-interconnect
     assert direct.mtu == 9000
+
+
+@pytest.mark.parametrize("role,bridge_nf", [("switch", "0"), ("router", None), ("host", None)])
+def test_switches_turn_bridge_netfilter_off(monkeypatch, role, bridge_nf):
+    """Bridged frames in a switch never need iptables: br_netfilter would make every
+    frame of the site fabric detour through the IP hooks (in the engine's send path)."""
+    from testbed.lab import build
+    from testbed.lab.plan import NodePlan
+
+    monkeypatch.setattr(build.os.path, "exists", lambda path: path == build.BR_NF_SYSCTL)
+    values = build.node_sysctls(NodePlan("n1", role, "tb.x.n1"), {})
+    assert values.get("net.bridge.bridge-nf-call-iptables") == bridge_nf
+    assert values["net.ipv6.conf.all.disable_ipv6"] == "1"
+    monkeypatch.setattr(build.os.path, "exists", lambda path: False)  # no br_netfilter: nothing to set
+    assert "net.bridge.bridge-nf-call-iptables" not in build.node_sysctls(NodePlan("n1", role, "tb.x.n1"), {})
