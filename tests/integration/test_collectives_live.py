@@ -45,12 +45,13 @@ def test_every_op_is_correct_over_the_network_with_odd_rank_counts(lab, op, algo
 
 def test_ring_pays_the_cross_site_delay_on_its_critical_path(lab):
     """Ring allreduce over 4 hosts (2 per site, sites contiguous): any chunk's 6 hops
-    cross the 2 ms interconnect 3 times, so no run can beat 3 x 2 ms; the alpha-beta
-    model (every step waits on its slowest edge) is an upper-side estimate."""
+    cross the 2 ms interconnect 3 times, so no run can beat 3 x 2 ms, and the
+    edge-by-edge model says just that (plus microseconds of bandwidth terms for
+    4 KiB), not the 6 x 2 ms of a ring waiting for the WAN at every step."""
     rows = run_sweep(lab, "allreduce", "ring", [4096], iters=3)
     measured, model_us = rows[0]["time_us"], rows[0]["model_time_us"]
     assert measured >= 3 * 2000, rows[0]
-    assert model_us >= 6 * 2000, rows[0]
+    assert 3 * 2000 <= model_us <= 3 * 2000 + 100, rows[0]
     assert measured <= 3 * model_us, (measured, model_us)
     # every host pair of the ring carried real bytes
     assert all(n > 0 for n in rows[-1]["bytes_by_pair"].values())
