@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--buffsize", default="4M", help="in-flight buffer per connection (NCCL_BUFFSIZE)")
     col.add_argument("--order", default="topology", help="ring order: topology (sites contiguous) or naive")
     col.add_argument("--chunk", default=None, help="pipeline chunk size for ring/tree/hierarchical")
+    col.add_argument("--nchunks", type=int, default=None,
+                     help="cut the buffer into N pipelined chunks instead of --chunk messages "
+                          "(ring/tree/hierarchical; gloo's ring: 2)")
+    col.add_argument("--protocol", default="eager",
+                     help="eager (NCCL-style: send as soon as the data is ready) or rendezvous "
+                          "(gloo/MPI: send only into a buffer the receiver announced)")
+    col.add_argument("--window", type=int, default=2,
+                     help="rendezvous: buffers a receiver announces ahead per peer (gloo: 2)")
     col.add_argument("--json", action="store_true", help="one JSON row per size")
     col.add_argument("--backend", default="testbed", choices=("testbed", "gloo", "both"),
                      help="our engine, torch.distributed gloo (needs the gloo extra), or both side by side")
@@ -271,7 +279,7 @@ def _positive(name: str, value: int) -> int:
 
 
 def _cmd_collective(args) -> int:
-    from testbed.collectives.bench import run_sweep
+    from testbed.collectives.bench import check_options, run_sweep
     from testbed.collectives.table import format_table, parse_size, size_sweep
     from testbed.lab.lab import Lab, require_root
 
@@ -289,7 +297,11 @@ def _cmd_collective(args) -> int:
                    iters=_positive("iters", args.iters), warmup=max(0, args.warmup_iters),
                    nsocks=_positive("nsocks", args.nsocks),
                    buffsize_bytes=parse_size(args.buffsize, "buffsize"), order=args.order,
-                   chunk_bytes=parse_size(args.chunk, "chunk") if args.chunk else None)
+                   chunk_bytes=parse_size(args.chunk, "chunk") if args.chunk else None,
+                   nchunks=None if args.nchunks is None else _positive("nchunks", args.nchunks),
+                   protocol=args.protocol, window=_positive("window", args.window))
+    check_options(options["order"], options["chunk_bytes"], options["nchunks"], options["protocol"],
+                  options["window"])  # before a lab is made
     if args.lab:
         require_root()
         lab, owned = Lab.attach(args.lab), False
@@ -319,7 +331,8 @@ def _cmd_collective(args) -> int:
         for row in rows:
             print(json.dumps(row))
     else:
-        print(format_table(rows, title=f"{args.op} {args.algo} on {lab.name}"))
+        how = f", {args.protocol} window {args.window}" if args.protocol != "eager" else ""
+        print(format_table(rows, title=f"{args.op} {args.algo}{how} on {lab.name}"))
     return 1 if any(r.get("wrong") for r in rows) else 0
 
 

@@ -180,7 +180,7 @@ def _run_collective(lab: Lab, options, progress) -> List[dict]:
                      gpus_per_host=options.gpus_per_host, iters=options.iters,
                      warmup=options.warmup, nsocks=options.nsocks,
                      buffsize_bytes=options.buffsize_bytes, order=options.order,
-                     progress=progress)
+                     protocol=options.protocol, window=options.window, progress=progress)
 
 
 def _run_timeline(lab: Lab, options, src, dst, progress) -> dict:

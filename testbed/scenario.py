@@ -257,6 +257,8 @@ class CollectiveOptions(_Strict):
     nsocks: int = Field(1, ge=1, le=64)
     buffsize: SizeText = "4MiB"
     order: Literal["topology", "naive"] = "topology"
+    protocol: Literal["eager", "rendezvous"] = "eager"
+    window: int = Field(2, ge=1, le=64)
 
     def sizes_bytes(self) -> List[int]:
         return [parse_size_bytes(s, f"measure.collective.sizes.{i}") for i, s in enumerate(self.sizes)]

@@ -11,25 +11,58 @@ the configured links (alpha from the one-way path delay, beta from the
 bottleneck rate). On a lab with ``scale`` K (:mod:`testbed.scale`) each size
 sends size / K bytes over links K times slower; rows, times and the model are
 at real scale, and ``sent_bytes`` says what crossed the links.
+
+``protocol`` (:mod:`testbed.collectives.protocol`): ``eager`` runs the
+schedule as the algorithm builds it (NCCL-style credits, the default);
+``rendezvous`` adds a zero-byte "ready" transfer per message, receiver to
+sender, with at most ``window`` buffers announced ahead per pair (gloo's tcp
+transport and MPI's large-message protocol). The closed forms of
+:mod:`testbed.collectives.model` are eager-only, so a rendezvous row's model
+is the simulator's time (:func:`simulated_model_us`) for the schedule that
+ran, with the same per-pair (local or WAN) alpha and beta.
+
+gloo's own ring allreduce (``gloo/allreduce.cc``) is this engine's ring with
+``order="naive"`` (rank order), ``nchunks=2`` (each rank's block cut into
+two segments), ``protocol="rendezvous"`` and ``window=2``: :data:`GLOO_RING`
+holds those keyword arguments (``run_sweep(lab, "allreduce", "ring", sizes,
+**GLOO_RING)``; from the command line ``--order naive --nchunks 2 --protocol
+rendezvous --window 2``).
 """
 
 from __future__ import annotations
 
 import statistics
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from testbed import fidelity
 from testbed.collectives import model, ops
 from testbed.collectives.algorithms import build_schedule
 from testbed.collectives.engine import CollectiveEngine, place_ranks
 from testbed.collectives.order import groups_from_labels, naive_order, topology_aware_order
+from testbed.collectives.protocol import (
+    DEFAULT_WINDOW,
+    EAGER,
+    GLOO_SEGMENTS_PER_BLOCK,
+    PROTOCOLS,
+    RENDEZVOUS,
+    apply_protocol,
+)
+from testbed.collectives.schedule import Schedule
+from testbed.collectives.simulate import simulate_time_us, site_link
 from testbed.collectives.table import row_dict
 from testbed.errors import InputError
 from testbed.scale import scaled_bytes
 
-__all__ = ["link_params", "algo_params", "run_sweep", "ORDERS"]
+__all__ = ["link_params", "site_params", "algo_params", "check_options", "simulated_model_us",
+           "run_sweep", "ORDERS", "GLOO_RING"]
 
 ORDERS = ("topology", "naive")
+
+#: run_sweep's keyword arguments for gloo's ring allreduce: rank order, two
+#: segments per rank's block, rendezvous with two receives posted per peer
+#: (:func:`testbed.collectives.protocol.gloo_ring_params`).
+GLOO_RING: Dict[str, Any] = {"order": "naive", "nchunks": GLOO_SEGMENTS_PER_BLOCK,
+                             "protocol": RENDEZVOUS, "window": DEFAULT_WINDOW}
 UNSHAPED_BETA_US_PER_BYTE = 8 / 10e9 * 1e6  # [assumption] an unshaped veth: ~10 Gbit/s here
 
 
@@ -47,18 +80,73 @@ def link_params(plan: dict, a: str, b: str, scale: float = 1.0):
     return pred["owd_forward_ms"] * 1000.0, UNSHAPED_BETA_US_PER_BYTE / scale
 
 
-def algo_params(algorithm: str, groups, order: str, chunk_bytes: Optional[int]) -> dict:
-    if order not in ORDERS:
-        raise InputError("order", f"must be one of {', '.join(ORDERS)}, not {order!r}")
+def algo_params(algorithm: str, groups, order: str, chunk_bytes: Optional[int],
+                nchunks: Optional[int] = None) -> dict:
+    """The builder's parameters: ``order`` for ring/tree/rabenseifner, ``groups`` for hierarchical,
+    ``chunk_bytes`` or ``nchunks`` (at most one) for the chunked ones (ring, tree, hierarchical)."""
+    check_options(order=order, chunk_bytes=chunk_bytes, nchunks=nchunks)
     ranks = sum(len(g) for g in groups)
     params: dict = {}
     if algorithm == "hierarchical":
         params["groups"] = [list(g) for g in groups]
     elif algorithm in ("ring", "tree", "rabenseifner"):
         params["order"] = topology_aware_order(groups) if order == "topology" else naive_order(ranks)
-    if chunk_bytes and algorithm in ("ring", "tree", "hierarchical"):
-        params["chunk_bytes"] = chunk_bytes
+    if algorithm in ("ring", "tree", "hierarchical"):
+        if chunk_bytes:
+            params["chunk_bytes"] = chunk_bytes
+        elif nchunks is not None:
+            params["nchunks"] = nchunks
     return params
+
+
+def check_options(order: Any = "topology", chunk_bytes: Any = None, nchunks: Any = None,
+                  protocol: Any = EAGER, window: Any = DEFAULT_WINDOW) -> None:
+    """:func:`run_sweep`'s options checked without a lab: InputError naming the bad one."""
+    if order not in ORDERS:
+        raise InputError("order", f"must be one of {', '.join(ORDERS)}, not {order!r}")
+    if nchunks is not None:
+        if isinstance(nchunks, bool) or not isinstance(nchunks, int) or nchunks < 1:
+            raise InputError("nchunks", f"must be an integer >= 1, got {nchunks!r}")
+        if chunk_bytes:
+            raise InputError("nchunks", "give chunk_bytes or nchunks, not both")
+    if not isinstance(protocol, str) or protocol not in PROTOCOLS:
+        raise InputError("protocol", f"must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise InputError("window", f"must be an integer >= 1, got {window!r}")
+
+
+def site_params(lab, nodes: Mapping[str, Any], rank_host: Sequence[str]
+                ) -> Tuple[List[List[int]], Tuple[float, float], Tuple[float, float]]:
+    """(groups, local, wan): ranks grouped by site, and (alpha_us, beta_us_per_byte) at real scale
+    inside the first site (between its first and last host; (0, 0) with one host) and between
+    the first hosts of the first and last sites (``local`` with one site)."""
+    groups = groups_from_labels([nodes[h].site for h in rank_host])
+    hosts = list(dict.fromkeys(rank_host))
+    plan = lab.doc["plan"]
+    scale = float(getattr(lab, "scale", 1.0))
+    site_hosts = [rank_host[g[0]] for g in groups]
+    same_site = [h for h in hosts if nodes[h].site == nodes[site_hosts[0]].site]
+    local = link_params(plan, same_site[0], same_site[-1], scale) if len(same_site) > 1 else (0.0, 0.0)
+    wan = link_params(plan, site_hosts[0], site_hosts[-1], scale) if len(site_hosts) > 1 else local
+    return groups, local, wan
+
+
+def simulated_model_us(schedule: Schedule, groups: Sequence[Sequence[int]],
+                       local: Tuple[float, float], wan: Tuple[float, float],
+                       scale: float = 1.0) -> float:
+    """The simulator's time (us, real scale) of ``schedule`` as it ran on a lab of ``scale`` K.
+
+    Per pair of ranks the ``local`` or ``wan`` (alpha_us, beta_us_per_byte)
+    of :func:`site_params` (:func:`~testbed.collectives.simulate.site_link`,
+    one WAN link per direction shared by the crossings). ``schedule`` carries
+    1/K of the real bytes over links K times slower, so every byte it sends
+    costs K x beta; its chunks are those it was built with (cut from the bytes
+    sent). Zero-byte rendezvous notifications hold no port.
+    """
+    site_of = {r: i for i, group in enumerate(groups) for r in group}
+    byte_cost = float(scale)
+    link = site_link(site_of, (local[0], local[1] * byte_cost), (wan[0], wan[1] * byte_cost))
+    return simulate_time_us(schedule, link=link)
 
 
 def _model_us(op, algorithm, ranks, size, params, groups, local, wan) -> Optional[float]:
@@ -82,43 +170,49 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
               iters: int = 5, warmup: int = 1, nsocks: int = 1,
               buffsize_bytes: int = 4 * 1024 * 1024, order: str = "topology",
               chunk_bytes: Optional[int] = None, hosts: Optional[Sequence[str]] = None,
-              progress: Callable[[str], None] = lambda _m: None) -> List[dict]:
+              progress: Callable[[str], None] = lambda _m: None, nchunks: Optional[int] = None,
+              protocol: str = EAGER, window: int = DEFAULT_WINDOW) -> List[dict]:
+    """One row per size (module docstring); ``protocol``/``window`` as in
+    :func:`~testbed.collectives.protocol.apply_protocol`, ``nchunks`` cuts the
+    buffer into that many pipelined chunks instead of ``chunk_bytes`` messages."""
     if op not in ops.OPS:
         raise InputError("op", f"unknown operation {op!r} (known: {', '.join(ops.OPS)})")
+    check_options(order, chunk_bytes, nchunks, protocol, window)
     host_names = list(hosts) if hosts else [h.name for h in lab.hosts()]
     nodes = {h: lab.node(h) for h in host_names}
     rank_host = place_ranks(host_names, gpus_per_host)
     ranks = len(rank_host)
-    groups = groups_from_labels([nodes[h].site for h in rank_host])
-    params = algo_params(algorithm, groups, order, chunk_bytes)
-    plan = lab.doc["plan"]
-    first = {g[0]: rank_host[g[0]] for g in groups}
-    site_hosts = list(first.values())
-    same_site = [h for h in host_names if nodes[h].site == nodes[site_hosts[0]].site]
+    groups, local, wan = site_params(lab, nodes, rank_host)
+    params = algo_params(algorithm, groups, order, chunk_bytes, nchunks)
     scale = float(getattr(lab, "scale", 1.0))  # rates divided by it: send bytes / scale too
-    local = link_params(plan, same_site[0], same_site[-1], scale) if len(same_site) > 1 else (0.0, 0.0)
-    wan = link_params(plan, site_hosts[0], site_hosts[-1], scale) if len(site_hosts) > 1 else local
     engine = CollectiveEngine(nodes, rank_host, nsocks=nsocks, buffsize_bytes=buffsize_bytes)
     rows = []
     try:
         for size in sizes:
             count = ops.count_for_size(op, size, ranks)  # real scale: the row and the model
             sent = ops.count_for_size(op, scaled_bytes(size, scale, ops.ITEMSIZE), ranks)
-            schedule = build_schedule(op, algorithm, ranks, sent, root=0, **params)
+            schedule = apply_protocol(build_schedule(op, algorithm, ranks, sent, root=0, **params),
+                                      protocol, window)
             inputs = ops.make_inputs(op, ranks, sent)
             progress(f"{op} {algorithm} {ranks} ranks {size} B"
+                     + (f" {protocol} window {window}" if protocol == RENDEZVOUS else "")
                      + (f" (sends {ops.size_bytes(op, sent, ranks)} B at scale {scale:g})" if scale != 1 else ""))
             out = engine.run(schedule, inputs, warmup=warmup, iters=iters)
             wrong = ops.count_wrong(op, out["outputs"], ops.expected(op, inputs, 0))
             times_us = [t * 1e6 for t in out["times_s"]]
-            model_us = _model_us(op, algorithm, ranks, ops.size_bytes(op, count, ranks), params,
-                                 groups, local, wan)
+            if protocol == EAGER:
+                model_us = _model_us(op, algorithm, ranks, ops.size_bytes(op, count, ranks), params,
+                                     groups, local, wan)
+            else:  # the closed forms are eager-only: simulate the schedule that ran
+                model_us = simulated_model_us(schedule, groups, local, wan, scale)
             row = row_dict(op, algorithm, ranks, count, statistics.fmean(times_us) if times_us else None,
                            wrong, 0 if op in ("broadcast", "reduce") else None, model_us)
             row.update(times_us=[round(t, 1) for t in times_us], gpus_per_host=gpus_per_host,
                        order=order if "order" in params else None, nsocks=nsocks,
                        buffsize_bytes=buffsize_bytes, engine="testbed", scale=scale,
-                       sent_bytes=ops.size_bytes(op, sent, ranks))
+                       sent_bytes=ops.size_bytes(op, sent, ranks), protocol=protocol,
+                       window=window if protocol == RENDEZVOUS else None,
+                       nchunks=params.get("nchunks"))
             rows.append(row)
         rows and rows[-1].update(bytes_by_pair=engine.bytes_by_pair())
     finally:

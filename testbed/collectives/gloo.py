@@ -23,8 +23,11 @@ What differs from the testbed engine, by construction: ranks of one host talk
 over TCP on the host's own address (the kernel's loopback), not the engine's
 NVLink-like local path; gloo picks its own algorithms (allreduce is a ring
 in rank order, which is topology-aware when hosts are given site by site, as
-``lab.hosts()`` is). Only allreduce gets a model time (the ring's); gloo's
-algorithms for the other operations are not modelled. An operation gloo does
+``lab.hosts()`` is). Only allreduce gets a model time: the simulated time of
+gloo's ring -- rank order, two segments per block, rendezvous with two
+receives posted per peer (:func:`_allreduce_model_us`) -- which our engine can
+also run (:data:`testbed.collectives.bench.GLOO_RING`); gloo's algorithms for
+the other operations are not modelled. An operation gloo does
 not implement gives a row with ``unsupported`` set and no time.
 
 torch is optional (``pip install 'interconnect-testbed[gloo]'``):
@@ -45,10 +48,11 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from testbed.collectives import model, ops
-from testbed.collectives.bench import link_params
+from testbed.collectives import ops
+from testbed.collectives.algorithms import build_schedule
+from testbed.collectives.bench import simulated_model_us, site_params
 from testbed.collectives.engine import place_ranks
-from testbed.collectives.order import groups_from_labels, naive_order
+from testbed.collectives.protocol import DEFAULT_WINDOW, RENDEZVOUS, apply_protocol, gloo_ring_params
 from testbed.collectives.table import row_dict
 from testbed.errors import EnvironmentProblem, InputError, RunError, ToolError
 from testbed.lab.nssocket import ns_socket
@@ -195,23 +199,27 @@ def free_port(netns: str, address: str) -> int:
         sock.close()
 
 
-def _allreduce_model_us(lab, op: str, ranks: int, count: int, rank_host: Sequence[str],
+def _allreduce_model_us(lab, op: str, ranks: int, sent_count: int, rank_host: Sequence[str],
                         nodes: Mapping[str, object]) -> Optional[float]:
-    """The ring model for gloo's allreduce (a ring in rank order); None for other ops."""
+    """The model of gloo's allreduce (us, real scale); None for other operations.
+
+    What gloo actually runs (``gloo/allreduce.cc``, :mod:`testbed.collectives.protocol`):
+    a ring in rank order with each rank's block cut into two segments
+    (:func:`~testbed.collectives.protocol.gloo_ring_params`), under the
+    rendezvous protocol with two receives posted per peer -- so every ring
+    step waits for the receiver's "ready" notification, about a round trip
+    where an eager (NCCL-style) ring pays one way. That schedule, built for
+    ``sent_count`` elements (what crossed the links on a scaled lab), is timed
+    by the simulator with the lab's per-pair local and WAN alpha and beta
+    (:func:`testbed.collectives.bench.simulated_model_us`); the eager ring's
+    closed form would be about half of it when latency dominates.
+    """
     if op != "allreduce" or ranks < 2:
         return 0.0 if op == "allreduce" else None
-    plan = lab.doc["plan"]
-    groups = groups_from_labels([nodes[h].site for h in rank_host])
-    hosts = list(dict.fromkeys(rank_host))
-    same_site = [h for h in hosts if nodes[h].site == nodes[hosts[0]].site]
-    scale = float(getattr(lab, "scale", 1.0))
-    local = link_params(plan, same_site[0], same_site[-1], scale) if len(same_site) > 1 else (0.0, 0.0)
-    firsts = [rank_host[g[0]] for g in groups]
-    wan = link_params(plan, firsts[0], firsts[-1], scale) if len(firsts) > 1 else local
-    order = naive_order(ranks)
-    alpha, beta = model.ring_link_params(order, groups, local, wan) if len(groups) > 1 else local
-    return model.model_time_us(op, "ring", ranks, ops.size_bytes(op, count, ranks), alpha, beta,
-                               order=order)
+    groups, local, wan = site_params(lab, nodes, rank_host)
+    schedule = apply_protocol(build_schedule(op, "ring", ranks, sent_count, **gloo_ring_params(ranks)),
+                              RENDEZVOUS, DEFAULT_WINDOW)
+    return simulated_model_us(schedule, groups, local, wan, float(getattr(lab, "scale", 1.0)))
 
 
 def _tail(path: Path) -> str:
@@ -300,10 +308,11 @@ def run_gloo_sweep(lab, op: str, sizes: Sequence[int], gpus_per_host: int = 1, i
         parsed = parse_worker_output(outs[0].read_text(), op, sent_sizes, ranks)
     rows = []
     for size, record in zip(sizes, parsed["records"]):
-        sent_bytes = ops.size_bytes(op, record["count"], ranks)
+        sent_count = record["count"]
+        sent_bytes = ops.size_bytes(op, sent_count, ranks)
         record = dict(record, count=ops.count_for_size(op, size, ranks))  # real scale
         model_us = (None if "unsupported" in record else
-                    _allreduce_model_us(lab, op, ranks, record["count"], rank_host, nodes))
+                    _allreduce_model_us(lab, op, ranks, sent_count, rank_host, nodes))
         row = gloo_row(op, ranks, record, gpus_per_host, parsed["torch"], model_us)
         row.update(scale=scale, sent_bytes=sent_bytes)
         rows.append(row)

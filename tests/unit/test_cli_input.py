@@ -112,6 +112,12 @@ CASES = [
     (["up", "pair", "--name", "{lab}", "--set", "block=10.0.0.0/25"], "block", True),
     (["up", "pair", "--name", "{lab}", "--set", "block=bogus"], "block", True),
     (["exec", "{lab}", LONG_SITE, "--", "true"], "lab", True),  # no such lab
+    # collective options are checked before its lab is brought up
+    (["collective", "--topology", "pair", "--protocol", "lazy"], "protocol", False),
+    (["collective", "--topology", "pair", "--protocol", "rendezvous", "--window", "0"], "window", False),
+    (["collective", "--topology", "pair", "--nchunks", "-1"], "nchunks", False),
+    (["collective", "--topology", "pair", "--chunk", "64K", "--nchunks", "2"], "nchunks", False),
+    (["collective", "--topology", "pair", "--order", "sideways"], "order", False),
 ]
 
 

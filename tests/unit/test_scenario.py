@@ -264,6 +264,8 @@ def test_quick_key_into_a_scalar(flagship):
         ("measure.steady.tolerance_pct=0", "measure.steady.tolerance_pct", "greater than 0"),
         ("measure.fireworks={}", "measure.fireworks", "unknown measurement step 'fireworks'"),
         ("measure.collective.op=allfoo", "measure.collective.op", "allreduce"),
+        ("measure.collective.protocol=lazy", "measure.collective.protocol", "rendezvous"),
+        ("measure.collective.window=0", "measure.collective.window", "greater than or equal to 1"),
         ("measure={}", "measure", "at least one measurement step"),
         ("measure=", "measure", "valid dictionary"),
         ("repeats=0", "repeats", "greater than or equal to 1"),
