@@ -16,7 +16,7 @@ import os
 import subprocess
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Mapping
+from typing import Dict, Iterator, List, Mapping, Optional
 
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
@@ -133,7 +133,7 @@ def _index(ns: IPRoute, ifname: str) -> int:
     return ns.link("get", ifname=ifname)[0]["index"]
 
 
-def _configure_node(node: NodePlan) -> None:
+def _configure_node(node: NodePlan, host_gso_max_bytes: Optional[int] = None) -> None:
     with open_ns(node.netns) as ns:
         try:
             ns.link("set", ifname="lo", state="up")
@@ -147,6 +147,8 @@ def _configure_node(node: NodePlan) -> None:
                 settings = {"mtu": intf.mtu, "state": "up"}
                 if bridge is not None:
                     settings["master"] = bridge
+                if host_gso_max_bytes and node.role == "host":
+                    settings["gso_max_size"] = host_gso_max_bytes  # htb.host_gso_max_bytes
                 ns.link("set", ifname=intf.name, **settings)
                 if intf.address:
                     addr, prefix = intf.address.split("/")
@@ -160,19 +162,21 @@ def _configure_node(node: NodePlan) -> None:
             raise _kernel(f"configuring {node.name} ({node.netns})", exc) from exc
 
 
-def configure_nodes(plan: LabPlan) -> None:
+def configure_nodes(plan: LabPlan, host_gso_max_bytes: Optional[int] = None) -> None:
     """Wires, then switches, routers and hosts last.
 
     Veths are created with the host-side end up (see :func:`_veth`), so
     bringing up the far ends first lets carrier come while the many host
-    namespaces are still being addressed.
+    namespaces are still being addressed. ``host_gso_max_bytes`` caps the
+    GSO packets hosts build (slow shaped links, see
+    :func:`testbed.shaping.htb.host_gso_max_bytes`).
     """
     for link in plan.links:
         if link.wire:
             configure_wire(link)
     rank = {"switch": 0, "router": 1}
     for node in sorted(plan.nodes.values(), key=lambda n: rank.get(n.role, 2)):
-        _configure_node(node)
+        _configure_node(node, host_gso_max_bytes)
 
 
 def set_sysctls(netns_name: str, values: Mapping[str, str]) -> None:

@@ -25,7 +25,7 @@ from testbed.lab.node import Node
 from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan, make_plan
 from testbed.scale import check_scale, scaled_profile
 from testbed.shaping import backends
-from testbed.shaping.htb import apply_egress
+from testbed.shaping.htb import apply_egress, host_gso_max_bytes
 from testbed.shaping.userspace import check_alive, read_stats
 from testbed.topologies import build_topology
 
@@ -124,7 +124,7 @@ class Lab:
                     build.set_sysctls(link.wire, build.wire_sysctls(
                         link, delay_backend.name == "userspace"))
             build.create_links(plan)
-            build.configure_nodes(plan)
+            build.configure_nodes(plan, host_gso_max_bytes(_slowest_rate_bps(plan, scale), _min_mtu(plan)))
             _shape(plan, delay_backend, scale)
             if delay_backend.name == "userspace":
                 delay_backend.start(plan, lab_dir, records, seed=seed)
@@ -234,6 +234,17 @@ class Lab:
 def _netem_leaf(delay_backend, profile, ns, index, parent, handle, limit_pkts) -> None:
     """The netem qdisc carrying ``profile``'s impairments under htb (or at the root)."""
     delay_backend.apply(ns, index, parent, handle, profile, limit_pkts)
+
+
+def _slowest_rate_bps(plan: LabPlan, scale: float) -> Optional[int]:
+    """The lowest rate the kernel will shape to (after ``scale``); None if nothing is shaped."""
+    rates = [scaled_profile(spec, scale).rate_bps for link in plan.links
+             for spec in (link.spec.forward, link.spec.reverse) if spec.rate_bps]
+    return min(rates) if rates else None
+
+
+def _min_mtu(plan: LabPlan) -> int:
+    return min((link.mtu for link in plan.links), default=1500)
 
 
 def _shape(plan: LabPlan, delay_backend, scale: float = 1.0) -> None:

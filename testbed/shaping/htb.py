@@ -20,7 +20,7 @@ from pyroute2.netlink.rtnl.tcmsg import plugins, sched_pfifo
 
 from testbed.errors import KernelError
 
-__all__ = ["apply_egress", "htb_burst_bytes", "leaf_limit", "ROOT", "CLASS", "LEAF"]
+__all__ = ["apply_egress", "htb_burst_bytes", "host_gso_max_bytes", "leaf_limit", "ROOT", "CLASS", "LEAF"]
 
 # bfifo's options are pfifo's (struct tc_fifo_qopt { __u32 limit; }); pyroute2
 # only registers "pfifo", so register the byte-counting twin under its name.
@@ -31,25 +31,40 @@ CLASS = 0x10001  # 1:1
 LEAF = 0x100000  # 10:
 HTB_QUANTUM_BYTES = 200_000  # largest quantum tc accepts without warning
 GSO_MAX_BYTES = 65_536
-BURST_TIME_S = 0.001  # htb may send 1 ms of line rate back to back
+SHAPER_SLACK_S = 100e-6  # how far htb may run ahead of the line: about its timer slack
 ETH_HLEN = 14  # htb counts the frame: MTU plus the Ethernet header
 
 
 def htb_burst_bytes(rate_bps: int, mtu: int) -> int:
-    """1 ms of line rate, and never less than one full frame.
+    """100 us of line rate, and never less than one full frame.
 
-    The bucket is how much an idle link may send back to back at veth speed,
-    which a real link of that rate never does, so it is kept to 1 ms at every
-    rate. It used to be floored at one GSO super-packet (64 KiB): below
-    about 600 Mbit/s that let an idle link pass several milliseconds of
-    traffic at once (3 ms at 200 Mbit/s, where a ``scale`` 50 lab runs its
-    10 Gbit/s interconnect), which made 16 MiB allreduces finish faster than
-    the link rate allows. htb does not need the floor: a class may send while
-    its tokens are >= 0 and goes into debt for the rest of a large packet, so
-    a 64 KiB GSO packet still passes and the average rate holds
-    (tests/integration/test_shaping_accuracy.py).
+    The bucket is what an idle link may send back to back at veth speed,
+    which a real link of that rate never does. A 1 ms bucket (and, below
+    600 Mbit/s, a 64 KiB floor for GSO packets) let a latency-bound
+    allreduce skip the serialization of most of its messages: after each
+    wait for the WAN the next message found the bucket full and left at once.
+    htb needs no floor: a class sends while its tokens are >= 0 and goes into
+    debt for the rest of a large packet, so the average rate holds
+    (tests/integration/test_shaping_accuracy.py). What is left is that debt:
+    a whole GSO packet leaves at once, which :func:`host_gso_max_bytes` keeps
+    to the same 100 us on slow links.
     """
-    return int(max(rate_bps / 8 * BURST_TIME_S, mtu + ETH_HLEN))
+    return int(max(rate_bps / 8 * SHAPER_SLACK_S, mtu + ETH_HLEN))
+
+
+def host_gso_max_bytes(slowest_rate_bps: Optional[int], mtu: int) -> Optional[int]:
+    """The GSO packet size hosts may build so that none outlasts the shaper's slack.
+
+    htb releases a packet as soon as its tokens are >= 0, so a 64 KiB GSO
+    packet crosses a 200 Mbit/s link (a ``scale`` 50 lab's 10 Gbit/s
+    interconnect) 2.6 ms ahead of its line time. On a lab whose slowest
+    shaped rate makes 64 KiB longer than :data:`SHAPER_SLACK_S`, hosts build
+    packets of at most that much (at least one MTU); None: leave GSO alone.
+    """
+    if not slowest_rate_bps:
+        return None
+    size = int(slowest_rate_bps / 8 * SHAPER_SLACK_S)
+    return None if size >= GSO_MAX_BYTES else max(mtu, size)
 
 
 def leaf_limit(profile, rtt_ms: float, mtu: int):

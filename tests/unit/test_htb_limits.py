@@ -9,7 +9,7 @@ import pytest
 
 from testbed.profile import LinkProfile, QueueSpec
 from testbed.shaping import htb
-from testbed.shaping.htb import GSO_MAX_BYTES, htb_burst_bytes, leaf_limit
+from testbed.shaping.htb import GSO_MAX_BYTES, host_gso_max_bytes, htb_burst_bytes, leaf_limit
 
 
 def test_all_names_exist():
@@ -27,24 +27,41 @@ def test_handles():
 @pytest.mark.parametrize(
     "rate_bps,mtu,expected",
     [
-        # 10 Gbit/s for 1 ms = 10e9 / 8 * 0.001 = 1,250,000 bytes > one frame
-        (10_000_000_000, 1500, 1_250_000),
-        # 1 Gbit/s for 1 ms = 125,000 bytes > 9000 + 14
-        (1_000_000_000, 9000, 125_000),
-        # 200 Mbit/s (10 Gbit/s at scale 50) for 1 ms = 25,000 bytes, not a 64 KiB GSO floor
-        (200_000_000, 9000, 25_000),
-        # 100 Mbit/s for 1 ms = 12,500 bytes > 1500 + 14
-        (100_000_000, 1500, 12_500),
-        # 1 Mbit/s: 125 bytes in 1 ms; floor one jumbo frame 9000 + 14 = 9,014
-        (1_000_000, 9000, 9_014),
-        # 10 Mbit/s: 1,250 bytes in 1 ms < one 1500-byte frame + 14 = 1,514
-        (10_000_000, 1500, 1_514),
+        # 10 Gbit/s for 100 us = 10e9 / 8 * 1e-4 = 125,000 bytes > one frame
+        (10_000_000_000, 1500, 125_000),
+        # 1 Gbit/s for 100 us = 12,500 bytes > 9000 + 14
+        (1_000_000_000, 9000, 12_500),
+        # 200 Mbit/s (10 Gbit/s at scale 50) for 100 us = 2,500 bytes: one jumbo frame, 9,014
+        (200_000_000, 9000, 9_014),
+        # 100 Mbit/s for 100 us = 1,250 bytes < 1500 + 14
+        (100_000_000, 1500, 1_514),
+        # 5 Gbit/s for 100 us = 62,500 bytes
+        (5_000_000_000, 1500, 62_500),
     ],
 )
 def test_htb_burst_bytes(rate_bps, mtu, expected):
     burst = htb_burst_bytes(rate_bps, mtu)
     assert burst == expected
     assert isinstance(burst, int)
+
+
+@pytest.mark.parametrize(
+    "rate_bps,mtu,expected",
+    [
+        (None, 1500, None),  # nothing shaped: GSO untouched
+        # 10 Gbit/s: 125,000 bytes in 100 us >= 64 KiB: GSO untouched
+        (10_000_000_000, 9000, None),
+        # 5.3 Gbit/s: 65,536 bytes in 98.9 us... 5,242,880,000 bit/s x 1e-4 / 8 = 65,536: untouched
+        (5_242_880_000, 9000, None),
+        # 1 Gbit/s: 12,500 bytes in 100 us
+        (1_000_000_000, 1500, 12_500),
+        # 200 Mbit/s (scale 50): 2,500 bytes < one 9000-byte MTU: packets of one MTU
+        (200_000_000, 9000, 9_000),
+    ],
+)
+def test_host_gso_max_bytes(rate_bps, mtu, expected):
+    # a GSO packet leaves htb at once when its tokens are >= 0: none may outlast 100 us of line time
+    assert host_gso_max_bytes(rate_bps, mtu) == expected
 
 
 # ------------------------------------------------------------ leaf limit
