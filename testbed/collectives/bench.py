@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from testbed import fidelity
 from testbed.collectives import model, ops
 from testbed.collectives.algorithms import build_schedule
+from testbed.collectives.algorithms._common import DEFAULT_CHUNK_BYTES
 from testbed.collectives.engine import CollectiveEngine, place_ranks
 from testbed.collectives.order import groups_from_labels, naive_order, topology_aware_order
 from testbed.collectives.protocol import (
@@ -63,6 +64,7 @@ ORDERS = ("topology", "naive")
 #: (:func:`testbed.collectives.protocol.gloo_ring_params`).
 GLOO_RING: Dict[str, Any] = {"order": "naive", "nchunks": GLOO_SEGMENTS_PER_BLOCK,
                              "protocol": RENDEZVOUS, "window": DEFAULT_WINDOW}
+CHUNKED = ("ring", "tree", "hierarchical")  # the algorithms that take chunk_bytes / nchunks
 UNSHAPED_BETA_US_PER_BYTE = 8 / 10e9 * 1e6  # [assumption] an unshaped veth: ~10 Gbit/s here
 
 
@@ -91,12 +93,24 @@ def algo_params(algorithm: str, groups, order: str, chunk_bytes: Optional[int],
         params["groups"] = [list(g) for g in groups]
     elif algorithm in ("ring", "tree", "rabenseifner"):
         params["order"] = topology_aware_order(groups) if order == "topology" else naive_order(ranks)
-    if algorithm in ("ring", "tree", "hierarchical"):
+    if algorithm in CHUNKED:
         if chunk_bytes:
             params["chunk_bytes"] = chunk_bytes
         elif nchunks is not None:
             params["nchunks"] = nchunks
     return params
+
+
+def _real_scale_chunks(algorithm: str, params: dict, scale: float) -> dict:
+    """The algorithm parameters for the closed-form model at real scale.
+
+    Chunk sizes are not divided by ``scale`` (docs/collectives.md), so on a
+    scale-K lab a chunk of C bytes carries what C x K real bytes would: the
+    model cuts the real size into as many chunks as the lab cut the bytes it sent.
+    """
+    if scale == 1 or "nchunks" in params or algorithm not in CHUNKED:
+        return params
+    return {**params, "chunk_bytes": int(params.get("chunk_bytes", DEFAULT_CHUNK_BYTES) * scale)}
 
 
 def check_options(order: Any = "topology", chunk_bytes: Any = None, nchunks: Any = None,
@@ -198,11 +212,12 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
                      + (f" {protocol} window {window}" if protocol == RENDEZVOUS else "")
                      + (f" (sends {ops.size_bytes(op, sent, ranks)} B at scale {scale:g})" if scale != 1 else ""))
             out = engine.run(schedule, inputs, warmup=warmup, iters=iters)
+            cpu_share = out["cpu_s"] / max(sum(out["times_s"]), 1e-9)  # of the timed iterations
             wrong = ops.count_wrong(op, out["outputs"], ops.expected(op, inputs, 0))
             times_us = [t * 1e6 for t in out["times_s"]]
             if protocol == EAGER:
-                model_us = _model_us(op, algorithm, ranks, ops.size_bytes(op, count, ranks), params,
-                                     groups, local, wan)
+                model_us = _model_us(op, algorithm, ranks, ops.size_bytes(op, count, ranks),
+                                     _real_scale_chunks(algorithm, params, scale), groups, local, wan)
             else:  # the closed forms are eager-only: simulate the schedule that ran
                 model_us = simulated_model_us(schedule, groups, local, wan, scale)
             row = row_dict(op, algorithm, ranks, count, statistics.fmean(times_us) if times_us else None,
@@ -212,7 +227,7 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
                        buffsize_bytes=buffsize_bytes, engine="testbed", scale=scale,
                        sent_bytes=ops.size_bytes(op, sent, ranks), protocol=protocol,
                        window=window if protocol == RENDEZVOUS else None,
-                       nchunks=params.get("nchunks"))
+                       nchunks=params.get("nchunks"), engine_cpu_share=round(cpu_share, 2))
             rows.append(row)
         rows and rows[-1].update(bytes_by_pair=engine.bytes_by_pair())
     finally:

@@ -181,24 +181,30 @@ class CollectiveEngine:
         return elapsed
 
     def run(self, schedule, inputs: List[np.ndarray], warmup: int = 1, iters: int = 5) -> dict:
-        """Time ``iters`` iterations after ``warmup``; outputs from the last one."""
+        """Time ``iters`` iterations after ``warmup``; outputs from the last one.
+
+        ``cpu_s``: this process's CPU time (user and system, the kernel's
+        forwarding of what it sends included) over the timed iterations.
+        """
         if len(inputs) != self.ranks:
             raise RunError(f"{len(inputs)} inputs for {self.ranks} ranks")
 
         async def go():
             await self._connect(schedule)
-            times = []
+            times, cpu_s = [], 0.0
             works = []
             for i in range(warmup + iters):
                 works = [schedule.init(r, inputs[r]) for r in range(self.ranks)]
+                cpu_before = time.process_time()
                 elapsed = await self._run_once(schedule, works)
                 if i >= warmup:
                     times.append(elapsed)
-            return times, works
+                    cpu_s += time.process_time() - cpu_before
+            return times, cpu_s, works
 
-        times, works = self.loop.run_until_complete(go())
+        times, cpu_s, works = self.loop.run_until_complete(go())
         outputs = [schedule.result(r, works[r]) for r in range(self.ranks)]
-        return {"times_s": times, "outputs": outputs}
+        return {"times_s": times, "outputs": outputs, "cpu_s": cpu_s}
 
     def run_step(self, schedule, inputs: List[np.ndarray], ready_s: Sequence[float]) -> dict:
         """One timed iteration in which rank r starts sending at ``ready_s[r]``.

@@ -79,14 +79,9 @@ gloo's sender waits for its own send ``i - 2`` to complete locally, which
 the token's dependency implies anyway; and gloo's tcp pair is one socket
 for both directions, so a notification queues behind data that rank is
 writing to the same peer. In
-:func:`~testbed.collectives.simulate.simulate_time_us` a token holds no port
-time and arrives ``alpha`` after it starts -- but, like any transfer, it
-starts only once its sender's egress, its receiver's ingress (and a shared
-WAN link it crosses) are free, first come first served, data first on a tie
-(lower id). So it can wait behind a whole data message where a real
-notification would slip in between packets: harmless when latency
-dominates; over two sites (tests) it adds 32% at 4 MiB and triples the
-time at 64 MiB.
+:func:`~testbed.collectives.simulate.simulate_time_us` a token (zero bytes)
+holds no port and arrives ``alpha`` after it is ready: a notification is
+one small frame that slips between data packets.
 
 :func:`gloo_ring_params` gives the ring parameters of gloo's allreduce: rank
 order, each rank's block cut into two pipelined chunks (gloo's two segments).

@@ -106,13 +106,24 @@ def format_row(row: Dict[str, Any]) -> str:
             f"{format_time_us(row.get('model_time_us'))}  {_num(row.get('meas_over_model'))}")
 
 
+#: share of one CPU the engine process used while timing a size, from which
+#: the table warns that the emulator itself, not the links, set the time
+ENGINE_BUSY_SHARE = 0.9
+
+
 def format_footer(rows: Sequence[Dict[str, Any]]) -> str:
     """nccl-tests' footer: total wrong elements and the average bus bandwidth."""
     wrong = sum(r.get("wrong") or 0 for r in rows)
     busbws = [r["busbw_gbps"] for r in rows if r.get("busbw_gbps") is not None]
     avg = sum(busbws) / len(busbws) if busbws else 0.0
-    return (f"# Out of bounds values : {wrong} {'OK' if wrong == 0 else 'FAILED'}\n"
-            f"# Avg bus bandwidth    : {avg:g}")
+    lines = [f"# Out of bounds values : {wrong} {'OK' if wrong == 0 else 'FAILED'}",
+             f"# Avg bus bandwidth    : {avg:g}"]
+    busy = [r for r in rows if (r.get("engine_cpu_share") or 0) >= ENGINE_BUSY_SHARE]
+    if busy:
+        sizes = ", ".join(f"{r['bytes']} B ({r['engine_cpu_share']:.2f})" for r in busy)
+        lines.append(f"# Engine CPU-bound at  : {sizes}: these times may include the emulator's own "
+                     f"per-message cost; fewer network ranks per machine (--gpus-per-host) take it out")
+    return "\n".join(lines)
 
 
 def format_table(rows: Iterable[Dict[str, Any]], title: str = "") -> str:

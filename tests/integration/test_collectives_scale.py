@@ -4,21 +4,24 @@
 userspace delay line carry on 2 cores, so these labs use ``scale``
 (testbed/scale.py): link rates and the bytes sent are both divided by SCALE,
 latencies are not, and times are compared at real scale with the alpha-beta
-model of the configured (unscaled) links.
+model of the configured links (edge by edge, testbed/collectives/model.py).
 
 Timings are noisy here, so each check takes ROUNDS samples (the median of
 ITERS iterations each) and needs NEED of them inside its band; a failure
 prints expected, measured and bounds for every sample.
 
-Where the band holds (issue 4 asks [0.9, 1.3] from 4 MiB up): at 64 MiB the
-ring is bandwidth-bound and measured/model was 0.99-1.05 in every round. At 4
-and 16 MiB it straddles the band's edges, for two reasons that pull opposite
-ways: the model's ring waits for the WAN at every one of its 14 steps (an
-upper bound: only 2 of the 8 edges cross, and our ring is not lockstep), and
-our one engine process spends CPU on every transfer. Before the transport
-sent header and payload in one write the 4 MiB ratio was 1.26-1.42 (CI); after
-it, 0.85-0.90. So 4 and 16 MiB are held to a sanity band (a broken engine or
-model lands far outside it) and printed; 64 MiB to the issue's band.
+The issue asks for 8 ranks over the direct profile within [0.9, 1.3] of the
+model from 4 MiB up. Two layouts of 8 ranks:
+
+* 2 GPU hosts of 4 ranks, one per site (the ring NCCL builds across two GPU
+  servers: NVLink-like local path inside a host, 2 ring edges over the
+  interconnect). Asserted at 4, 16 and 64 MiB: measured/model 1.01-1.05.
+* 8 hosts of 1 rank. Asserted from 16 MiB (1.04-1.05). At 4 MiB the one
+  engine process handles 8 network messages per ring step on 2 cores and
+  is CPU-bound (engine_cpu_share 0.96-1.00 over the timed iterations): each
+  hop waits for the others' processing, and measured/model was 1.4-1.95. That is the emulator's cost,
+  not the links', and the table says so; the test asserts exactly that (out
+  of the band only with the engine CPU-bound).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import statistics
 import pytest
 
 from testbed.collectives.bench import run_sweep
-from testbed.collectives.table import format_table
+from testbed.collectives.table import ENGINE_BUSY_SHARE, format_table
 from testbed.lab import state, teardown
 from testbed.lab.lab import Lab
 
@@ -44,21 +47,30 @@ MIB = 1024 * 1024
 SCALE = 50  # direct-interconnect 10 Gbit/s -> 200 Mbit/s on the wire
 SIZES = [4 * MIB, 16 * MIB, 64 * MIB]
 BAND = (0.9, 1.3)  # measured / model, issue 4 acceptance
-SANITY = (0.5, 2.0)  # below BANDED_FROM: see the module docstring
-BANDED_FROM = 64 * MIB
+HOST_BANDED_FROM = 16 * MIB  # 8 single-rank hosts: below it the engine is CPU-bound (docstring)
+CPU_BOUND_SHARE = ENGINE_BUSY_SHARE  # from here the emulator, not the links, sets the time (0.9)
 ROUNDS, NEED, ITERS = 3, 2, 5
 
 
-def _lab(name: str, path: str) -> Lab:
+def _lab(name: str, path: str, hosts_per_site: int = 4) -> Lab:
     if state.read_state(name) or helpers.lab_netns_names(name):
         teardown.teardown(name)  # left by an interrupted earlier run: ours by name
-    return Lab.create("two-clouds", name=name, params={"hosts_per_site": 4, "path": path},
+    return Lab.create("two-clouds", name=name, params={"hosts_per_site": hosts_per_site, "path": path},
                       scale=SCALE)
 
 
 @pytest.fixture(scope="module")
 def direct():
     lab = _lab("it-scd", "direct")
+    try:
+        yield lab
+    finally:
+        lab.destroy()
+
+
+@pytest.fixture(scope="module")
+def direct_gpu_hosts():
+    lab = _lab("it-scg", "direct", hosts_per_site=1)
     try:
         yield lab
     finally:
@@ -92,27 +104,42 @@ def test_scaled_lab_shapes_at_rate_over_scale_and_reports_real_sizes(direct):
         assert rates == [10_000_000_000 // SCALE], (port, rates)
 
 
-def test_ring_allreduce_8_ranks_over_direct_matches_the_model(direct):
+def _bands(lab, gpus_per_host: int, title: str, banded_from: int) -> None:
+    """ROUNDS sweeps; every size in BAND in NEED rounds, or (below ``banded_from``) out of
+    it only while the engine was CPU-bound."""
     samples = {size: [] for size in SIZES}
     for round_ in range(ROUNDS):
-        rows = run_sweep(direct, "allreduce", "ring", SIZES, iters=ITERS, warmup=1)
-        print(format_table(rows, title=f"ring allreduce, 8 ranks, direct, scale {SCALE}, round {round_ + 1}"))
+        rows = run_sweep(lab, "allreduce", "ring", SIZES, iters=ITERS, warmup=1, gpus_per_host=gpus_per_host)
+        print(format_table(rows, title=f"{title}, round {round_ + 1}"))
         for row in rows:
             assert row["ranks"] == 8 and row["correct"], row
-            samples[row["bytes"]].append((_median_us(row), row["model_time_us"]))
+            samples[row["bytes"]].append((_median_us(row), row["model_time_us"], row["engine_cpu_share"]))
     failures = []
-    for size, pairs in samples.items():
-        ratios = [m / model for m, model in pairs]
-        band = BAND if size >= BANDED_FROM else SANITY
-        inside = sum(band[0] <= r <= band[1] for r in ratios)
-        print(f"{size // MIB} MiB: expected (model) {pairs[0][1]:.0f} us, measured "
-              + ", ".join(f"{m:.0f}" for m, _ in pairs) + " us, ratios "
-              + ", ".join(f"{r:.2f}" for r in ratios) + f", bounds {band}, need {NEED} of {ROUNDS}")
-        if inside < NEED:
-            failures.append(f"{size // MIB} MiB: model {pairs[0][1]:.0f} us, measured "
-                            f"{[round(m) for m, _ in pairs]} us, ratios {[round(r, 2) for r in ratios]} "
-                            f"outside {band} in more than {ROUNDS - NEED} of {ROUNDS} rounds")
+    for size, triples in samples.items():
+        ratios = [m / model for m, model, _ in triples]
+        inside = [BAND[0] <= r <= BAND[1] for r in ratios]
+        print(f"{title}, {size // MIB} MiB: expected (model) {triples[0][1]:.0f} us, measured "
+              + ", ".join(f"{m:.0f}" for m, _, _ in triples) + " us, ratios "
+              + ", ".join(f"{r:.2f}" for r in ratios) + " (engine CPU share "
+              + ", ".join(f"{c:.2f}" for _, _, c in triples) + f"), bounds {BAND}, need {NEED} of {ROUNDS}"
+              + ("" if size >= banded_from else ", or out only while CPU-bound"))
+        if size >= banded_from:
+            ok = sum(inside) >= NEED
+        else:
+            ok = all(i or c >= CPU_BOUND_SHARE for i, (_, _, c) in zip(inside, triples))
+        if not ok:
+            failures.append(f"{size // MIB} MiB: model {triples[0][1]:.0f} us, measured "
+                            f"{[round(m) for m, _, _ in triples]} us, ratios {[round(r, 2) for r in ratios]}, "
+                            f"engine CPU {[c for _, _, c in triples]}, bounds {BAND}")
     assert not failures, "; ".join(failures)
+
+
+def test_ring_allreduce_8_ranks_on_2_gpu_hosts_over_direct_matches_the_model(direct_gpu_hosts):
+    _bands(direct_gpu_hosts, 4, f"ring allreduce, 8 ranks on 2 hosts x 4, direct, scale {SCALE}", SIZES[0])
+
+
+def test_ring_allreduce_8_single_gpu_hosts_over_direct_matches_the_model(direct):
+    _bands(direct, 1, f"ring allreduce, 8 hosts x 1, direct, scale {SCALE}", HOST_BANDED_FROM)
 
 
 def test_transit_over_direct_time_ratio_is_reported(direct, transit):

@@ -22,14 +22,12 @@ our eager ring, at 4, 16 and 64 MiB, and asserts gloo / rendezvous ring within
 row model is the rendezvous ring's (the simulated schedule). The eager ring is
 printed beside them with gloo/eager ratios and both models.
 
-Measured here (2 cores; medians, and ranges, over 12 rounds of the per-round
-ratio of median times): gloo / rendezvous ring 1.12 (1.04-1.25) at 4 MiB,
-1.02 (0.98-1.11) at 16 MiB, 1.00 (0.97-1.03) at 64 MiB; gloo / eager ring
-3.58 (3.20-4.11), 1.12 (1.09-1.20), 1.03 (0.99-1.07). Models (simulated
-rendezvous / eager closed form): 14.9 / 6.0 ms = 2.48 at 4 MiB, 23.7 / 21.1
-ms at 16 MiB, 82.5 / 81.5 ms at 64 MiB. gloo's ~10 % over the rendezvous
-ring at 4 MiB: its wait between reduce-scatter and allgather (+0.4 ms in the
-simulator) and, presumably, the per-step wake-ups of four processes on 2 cores.
+Measured here (2 cores, at rest; medians and ranges over 6 rounds of the
+per-round ratio of median times): gloo / rendezvous ring 1.09 (0.91-1.23) at
+4 MiB, 1.00 (0.89-1.10) at 16 MiB, 0.97 (0.95-0.99) at 64 MiB; gloo / eager
+ring 2.76 (2.34-3.05), 1.33 (1.26-1.43), 1.08 (1.02-1.10). Models (simulated
+rendezvous / eager closed form with the lab's one chunk per block): 14.9 /
+6.4 ms = 2.34 at 4 MiB, 23.7 / 21.1 ms at 16 MiB, 82.5 / 81.5 ms at 64 MiB.
 """
 
 from __future__ import annotations

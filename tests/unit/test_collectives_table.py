@@ -97,3 +97,16 @@ def test_size_sweep_factor_and_step():
 def test_size_sweep_rejects(kwargs):
     with pytest.raises(InputError):
         table.size_sweep(**kwargs)
+
+
+def test_footer_warns_when_the_engine_was_cpu_bound():
+    rows = [table.row_dict("allreduce", "ring", 8, 1 << 20, 9000.0, 0, None, 6870.0),
+            table.row_dict("allreduce", "ring", 8, 1 << 22, 25000.0, 0, None, 24490.0)]
+    rows[0]["engine_cpu_share"], rows[1]["engine_cpu_share"] = 0.97, 0.55
+    footer = table.format_footer(rows)
+    assert f"Engine CPU-bound at  : {rows[0]['bytes']} B (0.97)" in footer
+    assert str(rows[1]["bytes"]) not in footer.splitlines()[-1]
+    rows[0]["engine_cpu_share"] = table.ENGINE_BUSY_SHARE - 0.01
+    assert "CPU-bound" not in table.format_footer(rows)
+    assert "CPU-bound" not in table.format_footer([{k: v for k, v in rows[1].items()
+                                                    if k != "engine_cpu_share"}])
