@@ -332,7 +332,14 @@ def _cmd_collective(args) -> int:
             print(json.dumps(row))
     else:
         how = f", {args.protocol} window {args.window}" if args.protocol != "eager" else ""
-        print(format_table(rows, title=f"{args.op} {args.algo}{how} on {lab.name}"))
+        ours = [r for r in rows if r.get("engine") != "gloo"]
+        theirs = [r for r in rows if r.get("engine") == "gloo"]
+        tables = []
+        if ours:
+            tables.append(format_table(ours, title=f"{args.op} {args.algo}{how} on {lab.name}"))
+        if theirs:  # a table of its own: the row layout does not name the engine
+            tables.append(format_table(theirs, title=f"{args.op} by torch.distributed gloo on {lab.name}"))
+        print("\n\n".join(tables))
     return 1 if any(r.get("wrong") for r in rows) else 0
 
 
