@@ -416,3 +416,34 @@ def run_quick(out: Path, scenario: Optional[str] = None):
     with open(out / "results.json") as fh:
         doc = json.load(fh)
     return out, doc, proc
+
+
+def variant(doc: dict, name: str) -> dict:
+    """The variant called ``name`` in a results document."""
+    return next(v for v in doc["variants"] if v["name"] == name)
+
+
+def assert_complete_and_valid(doc: dict, proc) -> None:
+    """A run's results.json is valid against the schema and the run completed."""
+    from testbed.results import validate_results
+
+    validate_results(doc)
+    assert doc["complete"], (doc["errors"], proc.stderr[-2000:])
+
+
+# -- documentation tables -------------------------------------------------------
+
+def table_rows(text: str, header: str) -> List[List[str]]:
+    """Cells of every row of every Markdown table whose header line is ``header``."""
+    rows: List[List[str]] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() != header:
+            continue
+        for row in lines[i + 2:]:
+            if not row.startswith("|"):
+                break
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+            rows.append(cells)
+    assert rows, f"no table with header {header!r}"
+    return rows

@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-from testbed.results import validate_results
 
 import helpers  # tests/helpers.py, on the path through tests/conftest.py
 
@@ -20,19 +19,14 @@ def run(tmp_path_factory):
     return helpers.run_quick(out, "burst-training")
 
 
-def _variant(doc, name):
-    return next(v for v in doc["variants"] if v["name"] == name)
-
-
 def test_complete_and_valid(run):
     _, doc, proc = run
-    validate_results(doc)
-    assert doc["complete"], (doc["errors"], proc.stderr[-2000:])
+    helpers.assert_complete_and_valid(doc, proc)
 
 
 def test_topology_aware_placement_beats_naive_when_a_site_is_behind_transit(run):
     _, doc, _ = run
-    placements = _variant(doc, "aws-behind-transit")["training"]["placements"]
+    placements = helpers.variant(doc, "aws-behind-transit")["training"]["placements"]
     naive, topo = placements["naive"], placements["topology"]
     print(f"step p50: naive {naive['step_ms']['p50']} ms ({naive['ring_crossings']} crossings), "
           f"topology {topo['step_ms']['p50']} ms ({topo['ring_crossings']} crossings)")
@@ -44,7 +38,7 @@ def test_topology_aware_placement_beats_naive_when_a_site_is_behind_transit(run)
 
 def test_straggler_attribution_names_the_transit_link_of_the_site_behind_it(run):
     _, doc, _ = run
-    training = _variant(doc, "aws-behind-transit")["training"]
+    training = helpers.variant(doc, "aws-behind-transit")["training"]
     for placement in training["placements"].values():
         stragglers = placement["stragglers"]
         assert stragglers["bottleneck_link"] in ("cw-aws-transit", "gcp-aws-transit"), stragglers

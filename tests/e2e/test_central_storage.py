@@ -5,7 +5,6 @@ import os
 import pytest
 
 from testbed.cost import GIB_BYTES
-from testbed.results import validate_results
 
 import helpers  # tests/helpers.py, on the path through tests/conftest.py
 
@@ -22,13 +21,12 @@ def run(tmp_path_factory):
 
 
 def _storage(doc, name):
-    return next(v for v in doc["variants"] if v["name"] == name)["storage"]
+    return helpers.variant(doc, name)["storage"]
 
 
 def test_complete_and_valid(run):
     _, doc, proc = run
-    validate_results(doc)
-    assert doc["complete"], (doc["errors"], proc.stderr[-2000:])
+    helpers.assert_complete_and_valid(doc, proc)
 
 
 @pytest.mark.parametrize("path", ["direct", "transit"])
@@ -55,7 +53,7 @@ def test_every_corrupted_answer_is_detected_and_none_accepted(run):
 
 def test_egress_cost_is_bytes_times_the_interconnect_price(run):
     _, doc, _ = run
-    cost = next(v for v in doc["variants"] if v["name"] == "direct-no-cache")["cost"]
+    cost = helpers.variant(doc, "direct-no-cache")["cost"]
     (link,) = [l for l in cost["links"].values() if l["link"] == "direct"]
     assert link["class"] == "interconnect" and link["egress_bytes"] > 2 * 24 * 262144  # two epochs of shards
     assert cost["total_usd"] == pytest.approx(link["egress_bytes"] / GIB_BYTES * 0.02, rel=1e-9)

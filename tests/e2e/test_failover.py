@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-from testbed.results import validate_results
 
 import helpers  # tests/helpers.py, on the path through tests/conftest.py
 
@@ -21,13 +20,12 @@ def run(tmp_path_factory):
 
 
 def _timeline(doc, name):
-    return next(v for v in doc["variants"] if v["name"] == name)["timeline"]
+    return helpers.variant(doc, name)["timeline"]
 
 
 def test_complete_and_valid(run):
     _, doc, proc = run
-    validate_results(doc)
-    assert doc["complete"], (doc["errors"], proc.stderr[-2000:])
+    helpers.assert_complete_and_valid(doc, proc)
     assert all(v["timeline"]["restored"] for v in doc["variants"])
 
 

@@ -5,8 +5,6 @@ import subprocess
 
 import pytest
 
-from testbed.results import validate_results
-
 import helpers  # tests/helpers.py, on the path through tests/conftest.py
 
 pytestmark = [
@@ -21,19 +19,14 @@ def flagship(tmp_path_factory):
     return helpers.run_quick(out)
 
 
-def _variant(doc, name):
-    return next(v for v in doc["variants"] if v["name"] == name)
-
-
 def test_results_schema_valid_and_complete(flagship):
     _, doc, proc = flagship
-    validate_results(doc)
-    assert doc["complete"], (doc["errors"], proc.stderr)
+    helpers.assert_complete_and_valid(doc, proc)
 
 
 def test_direct_rtt_below_transit_by_most_of_configured_difference(flagship):
     _, doc, _ = flagship
-    direct, transit = _variant(doc, "direct-interconnect"), _variant(doc, "internet-transit")
+    direct, transit = helpers.variant(doc, "direct-interconnect"), helpers.variant(doc, "internet-transit")
     configured = transit["predicted"]["rtt_ms"] - direct["predicted"]["rtt_ms"]
     measured = transit["ping"]["rtt_ms"]["mean"] - direct["ping"]["rtt_ms"]["mean"]
     assert measured >= 0.8 * configured, (measured, configured)
@@ -41,7 +34,7 @@ def test_direct_rtt_below_transit_by_most_of_configured_difference(flagship):
 
 def test_throughput_jitter_hops_mtu(flagship):
     _, doc, _ = flagship
-    direct, transit = _variant(doc, "direct-interconnect"), _variant(doc, "internet-transit")
+    direct, transit = helpers.variant(doc, "direct-interconnect"), helpers.variant(doc, "internet-transit")
     assert direct["tcp"]["throughput_mbps"] > transit["tcp"]["throughput_mbps"]
     assert transit["owd"]["forward"]["stdev_ms"] > direct["owd"]["forward"]["stdev_ms"]
     assert direct["path"]["hops"] == 1

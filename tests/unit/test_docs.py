@@ -29,6 +29,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+import helpers  # tests/helpers.py, on the path through tests/conftest.py
 from testbed import pytest_plugin
 from testbed.cli import build_parser
 from testbed.lab.plan import DEFAULT_MTU
@@ -46,22 +47,6 @@ MARKDOWN = [README] + sorted(DOCS.glob("*.md"))
 
 def _doc(name: str) -> str:
     return (DOCS / name).read_text()
-
-
-def _table_rows(text: str, header: str) -> List[List[str]]:
-    """Cells of every row of every table whose header line is ``header``."""
-    rows: List[List[str]] = []
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip() != header:
-            continue
-        for row in lines[i + 2:]:
-            if not row.startswith("|"):
-                break
-            cells = [c.strip() for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
-            rows.append(cells)
-    assert rows, f"no table with header {header!r}"
-    return rows
 
 
 def _code(cell: str) -> str:
@@ -169,7 +154,7 @@ SCENARIO_HEADER = "| field | type | default | meaning |"
 
 def _scenario_rows() -> Dict[str, str]:
     rows = {}
-    for cells in _table_rows(_doc("scenarios.md"), SCENARIO_HEADER):
+    for cells in helpers.table_rows(_doc("scenarios.md"), SCENARIO_HEADER):
         path = _code(cells[0])
         assert path not in rows, f"scenarios.md documents {path} twice"
         rows[path] = cells[2]
@@ -215,7 +200,7 @@ PROFILE_HEADER = "| field | meaning | default |"
 
 
 def _profile_rows() -> Dict[str, str]:
-    return {_code(cells[0]): cells[2] for cells in _table_rows(_doc("profiles.md"), PROFILE_HEADER)}
+    return {_code(cells[0]): cells[2] for cells in helpers.table_rows(_doc("profiles.md"), PROFILE_HEADER)}
 
 
 def test_every_profile_field_is_documented_and_nothing_else():
@@ -244,7 +229,7 @@ ABSENT = {"rate": "unshaped", "delay": "0", "jitter": "0", "loss": "0"}
 
 def test_every_preset_is_in_the_table_with_its_values():
     presets = load_presets()
-    rows = {_code(cells[0]): cells[1:] for cells in _table_rows(_doc("profiles.md"), PRESET_HEADER)}
+    rows = {_code(cells[0]): cells[1:] for cells in helpers.table_rows(_doc("profiles.md"), PRESET_HEADER)}
     assert sorted(rows) == sorted(presets)
     for name, preset in presets.items():
         cells = dict(zip(PRESET_COLUMNS + ("also",), rows[name]))

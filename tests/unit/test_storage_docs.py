@@ -7,11 +7,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+import helpers  # tests/helpers.py, on the path through tests/conftest.py
 from testbed.lab.node import Node
 from testbed.results import load_schema
 from testbed.storage.options import StorageOptions, load_options
 from testbed.storage.roles import choose_roles
-from testbed.storage.schema import EPOCH_FIELDS, TOTAL_FIELDS, storage_schema
 from testbed.storage.step import result_doc
 from testbed.storage.summary import summarize_epoch
 
@@ -20,17 +20,7 @@ DOC = (Path(__file__).resolve().parents[2] / "docs" / "storage.md").read_text()
 
 def _first_cells(header: str):
     """The first cell (backticks stripped, split on ', ') of every row of tables with ``header``."""
-    cells = set()
-    lines = DOC.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip() != header:
-            continue
-        for row in lines[i + 2:]:
-            if not row.startswith("|"):
-                break
-            first = row.split("|")[1].strip()
-            cells.update(part.strip("` ") for part in first.split(","))
-    return cells
+    return {part.strip("` ") for row in helpers.table_rows(DOC, header) for part in row[0].split(",")}
 
 
 READER = {"reader": "h2", "epoch": 1, "via_cache": True, "elapsed_s": 0.5, "reads": 2,
@@ -79,11 +69,14 @@ def test_every_output_key_has_a_row():
     assert set(doc["totals"]) <= documented_totals, set(doc["totals"]) - documented_totals
 
 
+STORAGE = load_schema()["$defs"]["storage"]  # the shipped results schema's definition
+EPOCH_FIELDS = STORAGE["properties"]["epochs"]["items"]["required"]
+TOTAL_FIELDS = STORAGE["properties"]["totals"]["required"]
+
+
 def _validator():
-    """The storage definition inside the real results schema's definitions (as it will live)."""
-    root = {"$defs": {**load_schema()["$defs"], "storage": storage_schema()},
-            "$ref": "#/$defs/storage"}
-    return jsonschema.Draft202012Validator(root)
+    """The storage definition inside the real results schema's definitions."""
+    return jsonschema.Draft202012Validator({"$defs": load_schema()["$defs"], "$ref": "#/$defs/storage"})
 
 
 @pytest.mark.parametrize("readers, cache", [((READER,), True), ((), False)])
