@@ -315,25 +315,24 @@ def _cmd_collective(args) -> int:
     progress = ((lambda m: None) if args.json else
                 (lambda m: print(f"# running {m}", file=sys.stderr, flush=True)))
     try:
-        rows = []
+        ours, theirs = [], []
         if args.backend in ("testbed", "both"):
-            rows += run_sweep(lab, args.op, args.algo, sizes, **options, progress=progress)
+            ours = run_sweep(lab, args.op, args.algo, sizes, **options, progress=progress)
         if args.backend in ("gloo", "both"):
             from testbed.collectives.gloo import run_gloo_sweep
 
-            rows += run_gloo_sweep(lab, args.op, sizes, gpus_per_host=options["gpus_per_host"],
-                                   iters=options["iters"], warmup=options["warmup"],
-                                   progress=progress)
+            theirs = run_gloo_sweep(lab, args.op, sizes, gpus_per_host=options["gpus_per_host"],
+                                    iters=options["iters"], warmup=options["warmup"],
+                                    progress=progress)
     finally:
         if owned:
             lab.destroy()
+    rows = ours + theirs
     if args.json:
         for row in rows:
             print(json.dumps(row))
     else:
         how = f", {args.protocol} window {args.window}" if args.protocol != "eager" else ""
-        ours = [r for r in rows if r.get("engine") != "gloo"]
-        theirs = [r for r in rows if r.get("engine") == "gloo"]
         tables = []
         if ours:
             tables.append(format_table(ours, title=f"{args.op} {args.algo}{how} on {lab.name}"))

@@ -39,7 +39,7 @@ from testbed.collectives import model, ops
 from testbed.collectives.algorithms import build_schedule
 from testbed.collectives.algorithms._common import DEFAULT_CHUNK_BYTES
 from testbed.collectives.engine import CollectiveEngine, place_ranks
-from testbed.collectives.order import groups_from_labels, naive_order, topology_aware_order
+from testbed.collectives.order import groups_from_labels, naive_order, site_of, topology_aware_order
 from testbed.collectives.protocol import (
     DEFAULT_WINDOW,
     EAGER,
@@ -157,9 +157,8 @@ def simulated_model_us(schedule: Schedule, groups: Sequence[Sequence[int]],
     costs K x beta; its chunks are those it was built with (cut from the bytes
     sent). Zero-byte rendezvous notifications hold no port.
     """
-    site_of = {r: i for i, group in enumerate(groups) for r in group}
     byte_cost = float(scale)
-    link = site_link(site_of, (local[0], local[1] * byte_cost), (wan[0], wan[1] * byte_cost))
+    link = site_link(site_of(groups), (local[0], local[1] * byte_cost), (wan[0], wan[1] * byte_cost))
     return simulate_time_us(schedule, link=link)
 
 
@@ -169,11 +168,9 @@ def _model_us(op, algorithm, ranks, size, params, groups, local, wan) -> Optiona
             return model.model_time_us(op, algorithm, ranks, size, local[0], local[1],
                                        alpha_wan_us=wan[0], beta_wan_us_per_byte=wan[1], **params)
         if len(groups) > 1 and algorithm == "ring":
-            # edge by edge: chunk 0 pays the WAN latency only where the ring crosses
-            edges = model.ring_edge_params(params["order"], groups, local, wan)
-            alpha, beta = max(a for a, _ in edges), max(b for _, b in edges)
-            return model.model_time_us(op, algorithm, ranks, size, alpha, beta, edges=edges,
-                                       **params)
+            # edge by edge: chunk 0 pays the WAN latency only where the ring crosses (the
+            # model takes alpha and beta from the edges)
+            params = {**params, "edges": model.ring_edge_params(params["order"], groups, local, wan)}
         alpha, beta = wan if len(groups) > 1 else local
         return model.model_time_us(op, algorithm, ranks, size, alpha, beta, **params)
     except (InputError, ValueError, KeyError):

@@ -138,7 +138,8 @@ class CollectiveEngine:
                 if wait > 0:  # the sender is still computing
                     loop.call_later(wait, start_transfer, tid)
                     return
-            sent_at[tid] = time.perf_counter() - started
+            if log is not None:  # only run_step's log reads it
+                sent_at[tid] = time.perf_counter() - started
             data = works[t.src][t.src_slice[0]:t.src_slice[1]].copy()  # read at send time
             a, b = self.rank_host[t.src], self.rank_host[t.dst]
             if a == b:
@@ -210,8 +211,7 @@ class CollectiveEngine:
         """One timed iteration in which rank r starts sending at ``ready_s[r]``.
 
         Returns ``{"elapsed_s", "outputs", "transfers": [(id, src, dst, bytes,
-        start_s, end_s)], "finish_s": [per rank: when its last incoming
-        transfer was applied, or its ready time]}``.
+        start_s, end_s)]}``.
         """
         if len(inputs) != self.ranks or len(ready_s) != self.ranks:
             raise RunError(f"{len(inputs)} inputs and {len(ready_s)} ready times for {self.ranks} ranks")
@@ -224,11 +224,8 @@ class CollectiveEngine:
             return elapsed, works
 
         elapsed, works = self.loop.run_until_complete(go())
-        finish = list(ready_s)
-        for _tid, _src, dst, _n, _start, end in log:
-            finish[dst] = max(finish[dst], end)
         return {"elapsed_s": elapsed, "outputs": [schedule.result(r, works[r]) for r in range(self.ranks)],
-                "transfers": log, "finish_s": finish}
+                "transfers": log}
 
     def bytes_by_pair(self) -> Dict[str, int]:
         return {f"{a}->{b}": n for (a, b), n in self.transport.bytes_sent.items()}

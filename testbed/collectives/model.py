@@ -355,8 +355,11 @@ def ring_link_params(order: Sequence[int], groups: Sequence[Sequence[int]],
     alltoall over the ring's links, waits for at every step.
     """
     edges = ring_edge_params(order, groups, local, wan, shared_wan_link)
-    if not edges:
-        return local
+    return _worst_edge(edges) if edges else local
+
+
+def _worst_edge(edges: Sequence[Edge]) -> Edge:
+    """The largest alpha and the largest beta over ``edges``."""
     return max(a for a, _ in edges), max(b for _, b in edges)
 
 
@@ -419,7 +422,7 @@ def model_time_us(op: str, algorithm: str, ranks: int, size_bytes: int, alpha_us
         if edges is not None:
             edges = _check_edges(edges, p)
             root_position = check_order(algo_params.get("order"), p).index(0)
-            a, b = max(e[0] for e in edges), max(e[1] for e in edges)
+            a, b = _worst_edge(edges)
         if op == "allreduce":
             k = chunk_count(count, p, chunk_bytes, nchunks)
             if edges is not None:

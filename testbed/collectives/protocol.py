@@ -94,7 +94,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from testbed.collectives.schedule import COPY, Schedule, ScheduleError, Transfer, topological_order
+from testbed.collectives.schedule import COPY, Schedule, ScheduleError, Transfer, ready_order, topological_order
 from testbed.errors import InputError
 
 __all__ = [
@@ -190,17 +190,7 @@ def _deadlock(transfers: List[Transfer], window: int, rank: Dict[int, int],
     ``rank``: the data transfers' global issue order; ``gated``: token id ->
     (data id, pair, index of the data transfer in the pair's order).
     """
-    waiting = [len(t.deps) for t in transfers]
-    dependents: List[List[int]] = [[] for _ in transfers]
-    for t in transfers:
-        for dep in t.deps:
-            dependents[dep].append(t.id)
-    order = [t.id for t in transfers if not t.deps]
-    for tid in order:  # grows while iterating
-        for nxt in dependents[tid]:
-            waiting[nxt] -= 1
-            if waiting[nxt] == 0:
-                order.append(nxt)
+    order = ready_order(transfers)
     if len(order) == len(transfers):
         return None
     # every stuck transfer has a stuck dep: walk back until a transfer repeats
@@ -271,7 +261,8 @@ def apply_protocol(schedule: Schedule, protocol: str = EAGER, window: int = DEFA
                 deps=(ids[i - window],) if i >= window else (), local=data[tid].local))
             new_deps[tid] = tuple(sorted(data[tid].deps + (token_id,)))
     transfers = [replace(t, deps=new_deps[t.id]) for t in data] + tokens
-    problem = _deadlock(transfers, window, rank, gated)
+    # issue_order's own orders cannot deadlock (module docstring): only a given one is checked
+    problem = _deadlock(transfers, window, rank, gated) if order is not None else None
     if problem:
         raise ScheduleError(f"{schedule.op}/{schedule.algorithm}: {problem}")
     params = {**schedule.params, "protocol": RENDEZVOUS, "window": window}

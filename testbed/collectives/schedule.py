@@ -167,8 +167,9 @@ class Schedule:
         topological_order(self.transfers)
 
 
-def topological_order(transfers: List[Transfer]) -> List[int]:
-    """Transfer ids in an order where deps come first; ScheduleError on a cycle."""
+def ready_order(transfers: List[Transfer]) -> List[int]:
+    """Transfer ids in an order where deps come first, as far as that goes: on a
+    dependency cycle the transfers that can never be sent are missing."""
     waiting = {t.id: len(t.deps) for t in transfers}
     dependents: Dict[int, List[int]] = {t.id: [] for t in transfers}
     for t in transfers:
@@ -180,8 +181,14 @@ def topological_order(transfers: List[Transfer]) -> List[int]:
             waiting[nxt] -= 1
             if waiting[nxt] == 0:
                 order.append(nxt)
+    return order
+
+
+def topological_order(transfers: List[Transfer]) -> List[int]:
+    """Transfer ids in an order where deps come first; ScheduleError on a cycle."""
+    order = ready_order(transfers)
     if len(order) != len(transfers):
-        stuck = sorted(set(waiting) - set(order))[:5]
+        stuck = sorted({t.id for t in transfers} - set(order))[:5]
         raise ScheduleError(f"dependency cycle: transfers {stuck} can never be sent")
     return order
 

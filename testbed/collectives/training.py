@@ -37,7 +37,7 @@ from testbed.collectives import model, ops
 from testbed.collectives.algorithms import build_schedule
 from testbed.collectives.bench import link_params
 from testbed.collectives.engine import CollectiveEngine
-from testbed.collectives.order import groups_from_labels
+from testbed.collectives.order import groups_from_labels, ring_crossings
 from testbed.collectives.placement import place
 from testbed.errors import InputError, RunError
 from testbed.scale import scaled_bytes
@@ -193,7 +193,7 @@ def _run_placement(lab, engine_nodes, strategy, hosts, site_of, gpu_of, options,
     return {
         "placement": strategy,
         "rank_hosts": rank_host,
-        "ring_crossings": sum(1 for i in range(ranks) if site_of[rank_host[i]] != site_of[rank_host[(i + 1) % ranks]]),
+        "ring_crossings": ring_crossings(list(range(ranks)), groups),
         "steps": steps,
         "step_ms": {"p50": round(percentile(step_ms, 50), 3), "p99": round(percentile(step_ms, 99), 3),
                     "mean": round(statistics.fmean(step_ms), 3)},

@@ -163,6 +163,9 @@ class Transport:
             raise RunError("nsocks must be at least 1")
         self.nsocks = nsocks
         self.buffsize_bytes = buffsize_bytes
+        # the largest message pieces() leaves whole: with several sockets anything above
+        # 64 KiB is dealt over them; with one, up to a slot of the buffer
+        self._whole_max = PIECE_MIN_BYTES if nsocks > 1 else _piece_max(buffsize_bytes)
         self.conns: Dict[Tuple[str, str], List[_Sender]] = {}
         self._receivers: List[_Receiver] = []
         self._rr: Dict[Tuple[str, str], int] = {}
@@ -232,15 +235,17 @@ class Transport:
         no task; otherwise :meth:`send` is the way.
         """
         key = (src, dst)
-        if len(payload) > _piece_max(self.buffsize_bytes) or len(self.conns[key]) == 0:
-            return False
-        conn = self.conns[key][self._rr[key]]
+        length = len(payload)
+        if length > self._whole_max:
+            return False  # pieces() would cut it
+        conns, idx = self.conns[key], self._rr[key]
+        conn = conns[idx]
         conn.check()
-        if not conn.has_room(len(payload), self.buffsize_bytes):
+        if not conn.has_room(length, self.buffsize_bytes):
             return False
-        self._next(key)
+        self._rr[key] = (idx + 1) % len(conns)
         conn.write(tid, 0, payload)
-        self.bytes_sent[key] += len(payload)
+        self.bytes_sent[key] += length
         return True
 
     async def send(self, src: str, dst: str, tid: int, payload: memoryview, itemsize: int) -> None:

@@ -29,3 +29,12 @@ def test_large_buffers_return_credit_one_nccl_slot_at_a_time():
     assert credit_batch_bytes(256 * KIB) == 32 * KIB
     # 64 KiB: one piece fills the buffer: credit every piece
     assert credit_batch_bytes(PIECE_MIN_BYTES) == 1
+
+
+@pytest.mark.parametrize("nsocks", [1, 2, 3])
+@pytest.mark.parametrize("buffsize", [64 * KIB, 256 * KIB, 4 * KIB * KIB])
+def test_the_fast_path_sends_whole_exactly_what_pieces_leaves_whole(nsocks, buffsize):
+    transport = Transport(nsocks=nsocks, buffsize_bytes=buffsize)
+    for nbytes in (4, 60 * KIB, 64 * KIB, 64 * KIB + 4, 200 * KIB, 512 * KIB, 600 * KIB):
+        whole = len(transport.pieces(nbytes, 4)) == 1
+        assert (nbytes <= transport._whole_max) == whole, (nsocks, buffsize, nbytes)
