@@ -51,15 +51,14 @@ from typing import Annotated, Any, Callable, Dict, Iterable, List, Mapping, Opti
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTM_NEWQDISC
 
 from testbed.errors import InputError, KernelError, RunError, TestbedError
 from testbed.lab.build import BRIDGE, list_namespaces, open_ns, wait_ready
 from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan, LinkPlan, compute_routes
 from testbed.profile import LinkSpec, resolve_link
 from testbed.scale import scaled_profile
-from testbed.shaping.htb import CLASS, HTB_QUANTUM_BYTES, LEAF, ROOT, htb_burst_bytes, leaf_limit
-from testbed.shaping.netem import netem_qdisc_msg, netem_request
+from testbed.shaping.htb import class_options, netem_leaf_place
+from testbed.shaping.netem import netem_qdisc_msg, netem_request, send_qdisc_msg
 from testbed.shaping.userspace import profile_doc, reconfigure
 
 __all__ = [
@@ -278,6 +277,8 @@ def check_events(events: Sequence[Event], plan: LabPlan, backend: Optional[str] 
     by_name: Dict[str, List[LinkPlan]] = {}
     for link in plan.links:
         by_name.setdefault(link.name, []).append(link)
+    # compute_routes with no link cut gives the plan's own routes: read them, once
+    before = {n.name: dict(n.routes) for n in plan.nodes.values() if n.role != "switch"}
     for index, ev in enumerate(events):
         where = f"{field}.{index}"
         kind = ev.action
@@ -299,9 +300,8 @@ def check_events(events: Sequence[Event], plan: LabPlan, backend: Optional[str] 
                 if problem:
                     raise InputError(pfield, problem)
         if kind == "failover":
-            ids = {l.id for l in by_name[ev.link]}
-            before, after = compute_routes(plan), compute_routes(plan, ids)
-            if all(dict(before[n]) == {**dict(before[n]), **dict(after[n])} for n in before):
+            after = compute_routes(plan, {l.id for l in by_name[ev.link]})
+            if all(before[n] == {**before[n], **dict(after[n])} for n in before):
                 raise InputError(link_field, f"failing over {ev.link} moves no route (no other "
                                  "path between its ends, or no route uses it)")
 
@@ -323,12 +323,7 @@ def netem_change_msg(ifindex: int, parent: Optional[int], handle: int, profile, 
 
 
 def _netem_change(ns, ifindex: int, parent: Optional[int], handle: int, profile, limit_pkts: int) -> None:
-    msg, flags = netem_change_msg(ifindex, parent, handle, profile, limit_pkts)
-    status = getattr(ns, "status", None)
-    if status is not None and "nlm_generator" not in status:
-        status["nlm_generator"] = False  # see testbed.shaping.netem._send
-    for _response in ns.nlm_request(msg, msg_type=RTM_NEWQDISC, msg_flags=flags):
-        pass
+    send_qdisc_msg(ns, *netem_change_msg(ifindex, parent, handle, profile, limit_pkts))
 
 
 def _index(ns, ifname: str, where: str) -> int:
@@ -509,15 +504,10 @@ class EventController:
                 index = _index(ns, port, link.wire)
                 try:
                     if now.rate_bps != was.rate_bps:
-                        burst = htb_burst_bytes(now.rate_bps, link.mtu)
-                        ns.tc("change-class", "htb", index=index, handle=CLASS, parent=ROOT,
-                              rate=f"{now.rate_bps}bit", ceil=f"{now.rate_bps}bit",
-                              burst=burst, cburst=burst, quantum=HTB_QUANTUM_BYTES)
+                        ns.tc("change-class", "htb", index=index, **class_options(now.rate_bps, link.mtu))
                     if any(getattr(was, k) != getattr(now, k) for k in _IMPAIRMENTS):
-                        if self.backend == "netem":
-                            kind, limit = leaf_limit(built, rtt_ms, link.mtu)
-                            limit_pkts = limit if kind == "packets" else max(1, limit // max(link.mtu, 1))
-                            parent, handle = (CLASS, LEAF) if built.rate_bps else (None, ROOT)
+                        if self.backend == "netem":  # the qdisc where the lab was built put it
+                            parent, handle, limit_pkts = netem_leaf_place(built, rtt_ms, link.mtu)
                             _netem_change(ns, index, parent, handle, now, limit_pkts)
                         else:
                             line_docs[(link.id, direction)] = profile_doc(now)

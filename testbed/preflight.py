@@ -84,8 +84,7 @@ def _check_timeline_events(scenario: Scenario, index: int, topo, config: dict) -
     from testbed.events import check_events
     from testbed.lab.plan import make_plan
 
-    own = "events" in (scenario.variants[index].measure.get("timeline") or {})
-    field = f"variants.{index}.measure.timeline.events" if own else "measure.timeline.events"
+    field = scenario.events_field(index)
     plan = make_plan(topo, "preflight", "10.0.0.0/8", config["links"], strict_links=False)
     try:
         check_events(timeline.parsed_events(field), plan, duration_s=timeline.duration_s, field=field)

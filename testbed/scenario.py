@@ -288,7 +288,6 @@ class TimelineOptions(_Strict):
         return parse_events(self.events, field)
 
 
-GPU_TYPES = ("H100", "A100", "L40S", "V100", "T4")
 
 
 class TrainingOptions(_Strict):
@@ -514,6 +513,13 @@ class Scenario(_Strict):
             return f"variants.{index}.links.{link}"
         return f"links.{link}"
 
+    def events_field(self, which: Union["Variant", str, int]) -> str:
+        """The dotted field a variant's timeline events came from, for error messages."""
+        index = self.variant_index(which)
+        if "events" in (self.variants[index].measure.get("timeline") or {}):
+            return f"variants.{index}.measure.timeline.events"
+        return "measure.timeline.events"
+
     def variant_links(self, which: Union["Variant", str, int]) -> Dict[str, Any]:
         """The variant's merged links resolved to ``LinkSpec`` objects."""
         merged = self.variant_config(which)["links"]
@@ -677,10 +683,8 @@ def parse_scenario(
             err = _translate(exc, source)
             raise InputError(f"variants.{index}.measure.{err.field}", err.message, source=source) from exc
         if timeline is not None:
-            own = "timeline" in variant.measure and "events" in (variant.measure.get("timeline") or {})
-            field = f"variants.{index}.measure.timeline.events" if own else "measure.timeline.events"
             try:
-                timeline.parsed_events(field)
+                timeline.parsed_events(scenario.events_field(index))
             except InputError as exc:
                 raise InputError(exc.field, exc.message, source=source) from exc
     if presets is None:

@@ -17,12 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = ["plot_timeline", "timeline_figure"]
 
-_DPI = 110
 _COLOURS = {"link_down": "tab:red", "link_up": "tab:green", "set_profile": "tab:orange",
             "restore_profile": "tab:olive", "failover": "tab:purple", "failback": "tab:cyan"}
 
@@ -33,8 +31,9 @@ def _num(value: Any) -> bool:
 
 def timeline_figure(data: Dict[str, Any]) -> Figure:
     """The figure for one timeline document."""
-    figure = Figure(figsize=(8.0, 5.6), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(figure)
+    from testbed.plots import _new_figure  # plots draws timelines through this module
+
+    figure = _new_figure(8.0, 5.6)
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     duration = data.get("duration_s") if _num(data.get("duration_s")) else None
 

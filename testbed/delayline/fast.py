@@ -36,7 +36,7 @@ from array import array
 from typing import Dict, List, Optional, Tuple
 
 from testbed.delayline.latehist import LatenessHistogram
-from testbed.delayline.reload import changed_queues, read_config
+from testbed.delayline.reload import Reloadable, drain
 from testbed.delayline.sampling import PacketModels
 
 try:
@@ -163,7 +163,7 @@ def _late_ms(q: dict) -> dict:
             "max": ms(hist.max_s if hist.total else None), "samples": hist.total}
 
 
-class FastDelayLine:
+class FastDelayLine(Reloadable):
     """One namespace's delay line on the C engine (same config as ``DelayLine``)."""
 
     def __init__(self, config: dict, config_path: Optional[str] = None):
@@ -247,54 +247,32 @@ class FastDelayLine:
     def stop(self, *_args) -> None:
         self.running = False
 
-    def request_reload(self, *_args) -> None:
-        self.reload_requested = True
+    # -- reload (testbed.delayline.reload.Reloadable) -------------------
+    def _queue_configs(self) -> List[dict]:
+        return self.qcfgs
 
-    def reload(self) -> None:
-        """Re-read the config file and reconfigure the changed queues (loop not running)."""
-        self.reload_requested = False
-        if not self.config_path:
-            self.errors.append("reload: the line has no config file to re-read")
-            return
-        try:
-            new = read_config(self.config_path)
-            changed, errors = changed_queues(self.qcfgs, new)
-            with self._feed_lock:
-                for qi, qcfg in changed.items():
-                    settings = engine_queue_config(qcfg)
-                    self.engine.reconfigure(qi, settings)
-                    self.qcfgs[qi] = qcfg
-                    self.settings[qi] = settings
-                    if settings["const_mode"]:
-                        self.feeders.pop(qi, None)
-                    else:
-                        self.feeders[qi] = ModelFeeder(qcfg)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            self.errors.append(f"reload: {exc}")
-            return
-        self.errors.extend(errors)
-        # one chunk now (the loop is stopped meanwhile: a full ring takes ~0.2 s
-        # per queue); the feed thread tops the rings up while the loop runs
+    def _apply_changes(self, changed: Dict[int, dict]) -> None:
         with self._feed_lock:
-            for qi in changed:
-                if qi in self.feeders:
+            for qi, qcfg in changed.items():
+                settings = engine_queue_config(qcfg)
+                self.engine.reconfigure(qi, settings)
+                self.qcfgs[qi] = qcfg
+                self.settings[qi] = settings
+                if settings["const_mode"]:
+                    self.feeders.pop(qi, None)
+                else:
+                    self.feeders[qi] = ModelFeeder(qcfg)
+                    # one chunk now (the loop is stopped meanwhile: a full ring takes
+                    # ~0.2 s per queue); the feed thread tops the rings up while it runs
                     self.engine.push(qi, *self.feeders[qi].draw(FEED_CHUNK))
+
+    def _after_changes(self, changed: Dict[int, dict]) -> None:
         if self.feeders and self._feed_thread is None:
             self._start_feed_thread()
-        self.generation = int(new.get("generation", self.generation))
-        self.reloads += 1
-        self.write_stats()
 
     def _start_feed_thread(self) -> None:
         self._feed_thread = threading.Thread(target=self._feed_loop, name="feed", daemon=True)
         self._feed_thread.start()
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
 
     def run(self) -> None:
         # Receive timestamps on: the kernel stamps every skb on arrival, so
@@ -314,7 +292,7 @@ class FastDelayLine:
                 t.start()
             while self.running:
                 self.engine.run()  # returns when a signal arrived
-                self._drain_wake()
+                drain(self._wake_r)
                 if self.reload_requested and self.running:
                     self.reload()
         finally:

@@ -42,7 +42,7 @@ from typing import Dict, List, Optional
 from netfilterqueue import COPY_META, COPY_PACKET, NetfilterQueue
 
 from testbed.delayline.latehist import LatenessHistogram
-from testbed.delayline.reload import changed_queues, read_config
+from testbed.delayline.reload import Reloadable, drain
 from testbed.delayline.sampling import PacketModels
 
 __all__ = ["DelayLine", "QueueState", "run_from_config"]
@@ -93,7 +93,7 @@ class QueueState:
         return len(self.fifo) + len(self.side)
 
 
-class DelayLine:
+class DelayLine(Reloadable):
     def __init__(self, config: dict, config_path: Optional[str] = None):
         self.config = config
         self.config_path = config_path
@@ -236,27 +236,13 @@ class DelayLine:
     def stop(self, *_args) -> None:
         self.running = False
 
-    def request_reload(self, *_args) -> None:
-        self.reload_requested = True
+    # -- reload (testbed.delayline.reload.Reloadable) -------------------
+    def _queue_configs(self) -> List[dict]:
+        return [q.cfg for q in self.queues]
 
-    def reload(self) -> None:
-        """Re-read the config file; new models for the queues whose profile changed."""
-        self.reload_requested = False
-        if not self.config_path:
-            self.errors.append("reload: the line has no config file to re-read")
-            return
-        try:
-            new = read_config(self.config_path)
-            changed, errors = changed_queues([q.cfg for q in self.queues], new)
-            for index, cfg in changed.items():
-                self.queues[index].set_config(cfg)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            self.errors.append(f"reload: {exc}")
-            return
-        self.errors.extend(errors)
-        self.generation = int(new.get("generation", self.generation))
-        self.reloads += 1
-        self.write_stats()
+    def _apply_changes(self, changed: Dict[int, dict]) -> None:
+        for index, cfg in changed.items():
+            self.queues[index].set_config(cfg)
 
     def _wakeup_pipe(self):
         """A pipe signals write to, so select wakes at once for SIGHUP/SIGTERM (main thread only)."""
@@ -311,7 +297,7 @@ class DelayLine:
                     self.lead_s = min(LEAD_MAX_S, max(LEAD_MIN_S, 0.9 * self.lead_s + 0.1 * (over + 100e-6)))
                 for fd in ready:
                     if wake and fd == wake[0]:
-                        _drain(fd)
+                        drain(fd)
                     else:
                         fds[fd].nfq.run(block=False)
                 # stats wait for a gap of at least STATS_GAP_S before the next release
@@ -327,14 +313,6 @@ class DelayLine:
                 signal.set_wakeup_fd(-1)
                 os.close(wake[0])
                 os.close(wake[1])
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 512):
-            pass
-    except BlockingIOError:
-        pass
 
 
 ENGINES = ("python", "c", "auto")

@@ -22,9 +22,10 @@ one for the packets that arrive after the change.
 from __future__ import annotations
 
 import json
+import os
 from typing import Dict, List, Optional, Tuple
 
-__all__ = ["FIXED_AT_BIND", "read_config", "reload_seed", "changed_queues"]
+__all__ = ["FIXED_AT_BIND", "read_config", "reload_seed", "changed_queues", "Reloadable", "drain"]
 
 #: Profile fields a bound queue cannot change (they set the copy mode).
 FIXED_AT_BIND = ("duplicate_pct", "corrupt_pct")
@@ -76,3 +77,56 @@ def changed_queues(current: List[dict], new: dict) -> Tuple[Dict[int, dict], Lis
         cfg["seed"] = reload_seed(fresh.get("seed", old.get("seed")), generation)
         changed[index] = cfg
     return changed, errors
+
+
+class Reloadable:
+    """SIGHUP reload, the same for both engines.
+
+    The engine sets ``config_path``, ``errors``, ``generation``, ``reloads``
+    and ``reload_requested`` and gives :meth:`_queue_configs`,
+    :meth:`_apply_changes` (inside the error handling: a bad file or profile
+    becomes a ``reload: ...`` error in the stats, which
+    :func:`testbed.shaping.userspace.reconfigure` looks for) and
+    :meth:`_after_changes`; it calls :meth:`reload` from its loop once
+    :meth:`request_reload` (the SIGHUP handler) has set the flag.
+    """
+
+    def request_reload(self, *_args) -> None:
+        self.reload_requested = True
+
+    def reload(self) -> None:
+        """Re-read the config file and reconfigure the queues whose profile changed."""
+        self.reload_requested = False
+        if not self.config_path:
+            self.errors.append("reload: the line has no config file to re-read")
+            return
+        try:
+            new = read_config(self.config_path)
+            changed, errors = changed_queues(self._queue_configs(), new)
+            self._apply_changes(changed)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.errors.append(f"reload: {exc}")
+            return
+        self.errors.extend(errors)
+        self._after_changes(changed)
+        self.generation = int(new.get("generation", self.generation))
+        self.reloads += 1
+        self.write_stats()
+
+    def _queue_configs(self) -> List[dict]:
+        raise NotImplementedError
+
+    def _apply_changes(self, changed: Dict[int, dict]) -> None:
+        raise NotImplementedError
+
+    def _after_changes(self, changed: Dict[int, dict]) -> None:
+        """After a successful reload, before the stats are written (nothing by default)."""
+
+
+def drain(fd: int) -> None:
+    """Read a non-blocking wake-up pipe (the signal wake fd) empty."""
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass

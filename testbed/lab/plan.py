@@ -328,13 +328,14 @@ def _routes(nodes: Dict[str, NodePlan], subnets: Dict[int, str],
         for intf in nodes[name].intfs:
             if intf.segment is None:
                 continue
+            here = reach.get((name, intf.name)) if reach is not None else None
+            if reach is not None and here is None:
+                continue  # this side reaches nothing
             for b in by_segment[intf.segment]:
                 if b.node == name:
                     continue
-                if reach is not None:
-                    here = reach.get((name, intf.name))
-                    if here is None or here != reach.get((b.node, b.name)):
-                        continue
+                if reach is not None and here != reach.get((b.node, b.name)):
+                    continue
                 yield b.node, b.address.split("/")[0]
 
     # A segment leads anywhere new only through a router or a node on another

@@ -50,6 +50,7 @@ and ``t_next`` the next action's (or the end of the step):
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import json
 import math
@@ -128,8 +129,9 @@ def parse_ping_lines(text: str, wall0: float, interval_s: float) -> List[dict]:
         if seq in sent:
             t = sent[seq]
         elif known:
-            lower = max((k for k in known if k < seq), default=None)
-            upper = min((k for k in known if k > seq), default=None)
+            i = bisect.bisect_left(known, seq)  # seq is not in known: neighbours i-1 and i
+            lower = known[i - 1] if i else None
+            upper = known[i] if i < len(known) else None
             if lower is not None and upper is not None:
                 t = sent[lower] + (sent[upper] - sent[lower]) * (seq - lower) / (upper - lower)
             elif lower is not None:
@@ -313,13 +315,6 @@ def analyse(throughput: Sequence[dict], probes: Sequence[dict], records: Sequenc
 # ------------------------------------------------------------------ running
 
 
-class _Server(IperfServer):
-    """The iperf3 server of one attempt: one test, in the source node (it sends, -R)."""
-
-    def argv(self) -> list:
-        return ["iperf3", "-s", "-1", "-J", "-p", str(self.port)]
-
-
 def _client_argv(src_ip: str, port: int, duration_s: float, interval_s: float,
                  connect_timeout_ms: int, rcv_timeout_ms: int,
                  congestion: Optional[str] = None) -> list:
@@ -346,7 +341,7 @@ class _Attempt:
         self.started_mono = 0.0
         self.connected_mono: Optional[float] = None
         self.proc: Optional[subprocess.Popen] = None
-        self.server: Optional[_Server] = None
+        self.server: Optional[IperfServer] = None
         self.ended_s: Optional[float] = None
         self._watch: Optional[threading.Thread] = None
 
@@ -478,7 +473,8 @@ def run_timeline(lab, src: Union[str, Node], dst: Union[str, Node], duration_s: 
         def start_attempt(remaining_s: float, connect_ms: int) -> _Attempt:
             number = len(attempts)
             attempt = _Attempt(number, port + number, workdir / f"iperf-{number}.json")
-            attempt.server = _Server(src_node, port=attempt.port, finish_timeout_s=2.0)
+            # one test, in the source node (it sends, -R)
+            attempt.server = IperfServer(src_node, port=attempt.port)
             attempts.append(attempt)
             attempt.server.__enter__()
             with attempt.out_path.open("w") as out:

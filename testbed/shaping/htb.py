@@ -13,14 +13,15 @@ silently left unshaped -- every netlink error is raised as KernelError.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.tcmsg import plugins, sched_pfifo
 
 from testbed.errors import KernelError
 
-__all__ = ["apply_egress", "htb_burst_bytes", "host_gso_max_bytes", "leaf_limit", "ROOT", "CLASS", "LEAF"]
+__all__ = ["apply_egress", "class_options", "netem_leaf_place", "htb_burst_bytes", "host_gso_max_bytes",
+           "leaf_limit", "ROOT", "CLASS", "LEAF"]
 
 # bfifo's options are pfifo's (struct tc_fifo_qopt { __u32 limit; }); pyroute2
 # only registers "pfifo", so register the byte-counting twin under its name.
@@ -79,6 +80,21 @@ def leaf_limit(profile, rtt_ms: float, mtu: int):
     return kind, int(value)
 
 
+def class_options(rate_bps: int, mtu: int) -> dict:
+    """The htb class 1:1 settings for ``rate_bps`` (add-class, and change-class at runtime)."""
+    burst = htb_burst_bytes(rate_bps, mtu)
+    return dict(handle=CLASS, parent=ROOT, rate=f"{rate_bps}bit", ceil=f"{rate_bps}bit",
+                burst=burst, cburst=burst, quantum=HTB_QUANTUM_BYTES)
+
+
+def netem_leaf_place(profile, rtt_ms: float, mtu: int) -> Tuple[Optional[int], int, int]:
+    """(parent, handle, limit in packets) of a direction's netem qdisc: the leaf under the
+    htb class when the direction has a rate, else the root qdisc."""
+    kind, limit = leaf_limit(profile, rtt_ms, mtu)
+    limit_pkts = limit if kind == "packets" else max(1, limit // max(mtu, 1))
+    return (CLASS, LEAF, limit_pkts) if profile.rate_bps else (None, ROOT, limit_pkts)
+
+
 def apply_egress(
     ns,
     ifname: str,
@@ -96,24 +112,16 @@ def apply_egress(
         index = ns.link_lookup(ifname=ifname)[0]
     except (IndexError, NetlinkError) as exc:
         raise KernelError(f"interface {ifname} not found for shaping") from exc
-    kind, limit = leaf_limit(profile, rtt_ms, mtu)
-    limit_pkts = limit if kind == "packets" else max(1, limit // max(mtu, 1))
     try:
         if profile.rate_bps:
-            burst = htb_burst_bytes(profile.rate_bps, mtu)
             ns.tc("add", "htb", index=index, handle=ROOT, default=1)
-            ns.tc(
-                "add-class", "htb", index=index, handle=CLASS, parent=ROOT,
-                rate=f"{profile.rate_bps}bit", ceil=f"{profile.rate_bps}bit",
-                burst=burst, cburst=burst, quantum=HTB_QUANTUM_BYTES,
-            )
-            if netem_leaf is not None:
-                netem_leaf(ns, index, CLASS, LEAF, limit_pkts)
-            else:
-                fifo = "bfifo" if kind == "bytes" else "pfifo"
-                ns.tc("add", fifo, index=index, handle=LEAF, parent=CLASS, limit=limit)
-        elif netem_leaf is not None:
-            netem_leaf(ns, index, None, ROOT, limit_pkts)
+            ns.tc("add-class", "htb", index=index, **class_options(profile.rate_bps, mtu))
+        if netem_leaf is not None:
+            netem_leaf(ns, index, *netem_leaf_place(profile, rtt_ms, mtu))
+        elif profile.rate_bps:
+            kind, limit = leaf_limit(profile, rtt_ms, mtu)
+            fifo = "bfifo" if kind == "bytes" else "pfifo"
+            ns.tc("add", fifo, index=index, handle=LEAF, parent=CLASS, limit=limit)
     except NetlinkError as exc:
         raise KernelError(
             f"shaping {ifname} (rate {profile.rate_bps} bit/s): {exc}", exc.code

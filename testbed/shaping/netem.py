@@ -96,6 +96,7 @@ __all__ = [
     "NetemQdiscMsg",
     "netem_request",
     "netem_qdisc_msg",
+    "send_qdisc_msg",
     "netem_needed",
     "probe_netem",
     "distribution_table",
@@ -419,8 +420,8 @@ def netem_qdisc_msg(
 _CREATE_FLAGS = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 
 
-def _send(ipr, msg: NetemQdiscMsg) -> None:
-    """Send ``msg`` as a create request and wait for the kernel's ack.
+def send_qdisc_msg(ipr, msg: NetemQdiscMsg, flags: int = _CREATE_FLAGS) -> None:
+    """Send ``msg`` (a create request by default) and wait for the kernel's ack.
 
     pyroute2 0.9's synchronous ``IPRoute.nlm_request`` reads
     ``status["nlm_generator"]``, which ``IPRoute.__init__`` never sets
@@ -430,7 +431,7 @@ def _send(ipr, msg: NetemQdiscMsg) -> None:
     status = getattr(ipr, "status", None)
     if status is not None and "nlm_generator" not in status:
         status["nlm_generator"] = False
-    for _response in ipr.nlm_request(msg, msg_type=RTM_NEWQDISC, msg_flags=_CREATE_FLAGS):
+    for _response in ipr.nlm_request(msg, msg_type=RTM_NEWQDISC, msg_flags=flags):
         pass
 
 
@@ -562,7 +563,7 @@ class NetemBackend:
         """
         msg = netem_qdisc_msg(ifindex, parent, handle, netem_request(profile, limit_pkts))
         try:
-            _send(ipr, msg)
+            send_qdisc_msg(ipr, msg)
         except NetlinkError as exc:
             where = "root" if parent is None else f"parent {parent >> 16:x}:{parent & 0xFFFF:x}"
             raise KernelError(

@@ -55,10 +55,6 @@ def _max_len(profile, mtu: int) -> int:
 
 def profile_doc(profile) -> dict:
     """The impairments of one direction as the delay line's config carries them."""
-    return _profile_doc(profile)
-
-
-def _profile_doc(profile) -> dict:
     doc = {
         "delay_ms": profile.delay_ms,
         "jitter_ms": profile.jitter_ms,
@@ -101,7 +97,7 @@ def queue_plan(plan: LabPlan, seed: int = 0) -> Dict[str, List[dict]]:
                 "ifname": in_port,
                 "max_len": _max_len(profile, link.mtu),
                 "seed": seed * 1_000_003 + link.id * 2 + (direction == "reverse"),
-                "profile": _profile_doc(profile),
+                "profile": profile_doc(profile),
             })
     return out
 
