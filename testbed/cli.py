@@ -8,9 +8,12 @@ with a fix hint. Bad input never produces a traceback.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import os
+import signal
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from testbed import __version__
@@ -342,10 +345,60 @@ def _cmd_collective(args) -> int:
     return 1 if any(r.get("wrong") for r in rows) else 0
 
 
-def _cmd_run(args) -> int:
-    from testbed.runner import run_scenario_cli
+_MAIN_PID = os.getpid()  # the process 'testbed run' runs in (see _sigterm)
 
-    return run_scenario_cli(args.scenario, args.out, args.overrides, args.quick)
+
+def _sigterm(signo, _frame):
+    """SIGTERM ends a run like Ctrl-C -- in the main process only.
+
+    Forked helpers (pyroute2 runs one per namespace it talks to) inherit this
+    handler; they must die as they would by default, not unwind our run.
+    """
+    if os.getpid() != _MAIN_PID:
+        signal.signal(signo, signal.SIG_DFL)
+        os.kill(os.getpid(), signo)
+        return
+    raise KeyboardInterrupt
+
+
+def _cmd_run(args) -> int:
+    """``testbed run``: the scenario (default: the flagship), its summary, exit 1 on a failed verdict."""
+    from testbed.preflight import preflight
+    from testbed.report.summary import print_summary
+    from testbed.runner import resolve_scenario, run_scenario
+    from testbed.scenario import load_scenario
+    from testbed.topologies import TOPOLOGIES
+    from testbed.lab.lab import require_root
+
+    arg, out, overrides, quick = args.scenario, args.out, args.overrides, args.quick
+    path = resolve_scenario(arg)
+    scenario = load_scenario(path, overrides=overrides, quick=quick, topologies=set(TOPOLOGIES))
+    preflight(scenario)  # exit 2 / exit 3 before anything is changed
+    require_root()
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(out) if out else Path("results") / f"{scenario.name}-{stamp}"
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()  # the process 'testbed run' runs in (see _sigterm)
+    signal.signal(signal.SIGTERM, _sigterm)
+    print(f"testbed run {scenario.name}: {len(scenario.variants)} variants -> {out_dir}/", flush=True)
+    try:
+        doc = run_scenario(scenario, out_dir, overrides, quick,
+                           progress=lambda m: print(f"  {m}", flush=True))
+    except KeyboardInterrupt:
+        print(f"interrupted: partial results in {out_dir}/results.json (complete: false)")
+        return 130
+    print_summary(doc)
+    print(f"wrote {out_dir}/results.json, {out_dir}/report.md and plots")
+    failed = [c for v in doc["variants"] for c in (v.get("fidelity") or {}).get("checks", [])
+              if c["verdict"] == "fail"]
+    if doc["errors"] or not doc["complete"]:
+        sys.stderr.write("testbed: error: run failed: " + "; ".join(doc["errors"] or ["incomplete"]) + "\n")
+        return 1
+    if failed:
+        sys.stderr.write("testbed: fidelity failed: " + ", ".join(
+            f"{c['metric']} configured {c['configured']} measured {c['measured']}" for c in failed) + "\n")
+        return 1
+    return 0
 
 
 COMMANDS = {

@@ -33,11 +33,8 @@ import errno
 import io
 import os
 import platform
-import re
 import shutil
-import subprocess
 import sys
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -48,8 +45,11 @@ from pyroute2.netlink.rtnl import TC_H_INGRESS, TC_H_ROOT
 from rich.console import Console
 from rich.table import Table
 
+from testbed.cmd import run_short
 from testbed.errors import EnvironmentProblem
+from testbed.lab.nssocket import ifindex
 from testbed.shaping.netem import probe_netem
+from testbed.versions import TOOLS, ask_version, parse_version, tool_version
 
 __all__ = [
     "probe",
@@ -118,22 +118,6 @@ _HINTS: Dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class _Tool:
-    name: str
-    argv: Tuple[str, ...]
-    pattern: str  # regex; group 1 is the version
-
-
-_TOOLS: Tuple[_Tool, ...] = (
-    _Tool("iperf3", ("iperf3", "--version"), r"iperf (\d\S*)"),
-    _Tool("ping", ("ping", "-V"), r"iputils[- ]?(\S+)"),
-    _Tool("ip", ("ip", "-V"), r"iproute2-([\w.]+)"),
-    _Tool("tc", ("tc", "-V"), r"iproute2-([\w.]+)"),
-    _Tool("iptables", ("iptables", "--version"), r"v(\d[\w.]*(?: \([^)]*\))?)"),
-    _Tool("mnexec", ("mnexec", "-v"), r"(\S+)"),
-    _Tool("irtt", ("irtt", "version"), r"irtt version: (\S+)"),
-)
 # report name -> distribution name on PyPI
 _PACKAGES: Tuple[Tuple[str, str], ...] = (
     ("pyroute2", "pyroute2"),
@@ -141,7 +125,7 @@ _PACKAGES: Tuple[Tuple[str, str], ...] = (
     ("mininet", "mininet"),
     ("netfilterqueue", "NetfilterQueue"),
 )
-TOOL_NAMES: Tuple[str, ...] = ("python",) + tuple(t.name for t in _TOOLS) + tuple(
+TOOL_NAMES: Tuple[str, ...] = ("python",) + tuple(TOOLS) + tuple(
     name for name, _dist in _PACKAGES
 )
 _OPTIONAL_TOOLS = ("mnexec", "irtt")
@@ -156,48 +140,24 @@ def _check(ok: Optional[bool], detail: str, name: str) -> Dict[str, Any]:
 
 def _run(argv: List[str], timeout_s: float = _CMD_TIMEOUT_S) -> Tuple[bool, str]:
     """Run argv; (exit code 0, stdout if ok else the last line of stderr)."""
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
-    except FileNotFoundError:
-        return False, f"{argv[0]} is not installed"
-    except subprocess.TimeoutExpired:
-        return False, f"{' '.join(argv[:4])} did not finish within {timeout_s:g} s"
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return False, lines[-1] if lines else f"exit code {proc.returncode}"
-    return True, proc.stdout
-
-
-def tool_version(name: str, text: str) -> str:
-    """The version in tool ``name``'s own version output ``text``."""
-    pattern = next((tool.pattern for tool in _TOOLS if tool.name == name), r"(\S+)")
-    return parse_version(pattern, text)
-
-
-def parse_version(pattern: str, text: str) -> str:
-    """Group 1 of ``pattern`` in ``text``, else its first non-empty line, else ""."""
-    match = re.search(pattern, text)
-    if match:
-        return match.group(1)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else ""
+    return run_short(argv, timeout_s)
 
 
 # ------------------------------------------------------------------ tools
 
 
-def _probe_tool(tool: _Tool) -> Dict[str, Any]:
-    entry: Dict[str, Any] = {"required": tool.name in REQUIRED_TOOLS}
-    path = shutil.which(tool.argv[0])
+def _probe_tool(name: str) -> Dict[str, Any]:
+    entry: Dict[str, Any] = {"required": name in REQUIRED_TOOLS}
+    path = shutil.which(TOOLS[name][0][0])
     if path is None:
-        entry.update(_check(False, "not installed", tool.name), version="")
+        entry.update(_check(False, "not installed", name), version="")
         return entry
-    ok, out = _run(list(tool.argv), _VERSION_TIMEOUT_S)
+    ok, out = ask_version(name, _VERSION_TIMEOUT_S)
     if not ok:
-        entry.update(_check(False, f"{path} does not run: {out}", tool.name), version="")
+        entry.update(_check(False, f"{path} does not run: {out}", name), version="")
         return entry
-    version = parse_version(tool.pattern, out) or "unknown"
-    entry.update(_check(True, path, tool.name), version=version)
+    version = tool_version(name, out) or "unknown"
+    entry.update(_check(True, path, name), version=version)
     return entry
 
 
@@ -222,8 +182,8 @@ def _probe_tools() -> Dict[str, Dict[str, Any]]:
             "required": True,
         }
     }
-    for tool in _TOOLS:
-        tools[tool.name] = _probe_tool(tool)
+    for name in TOOLS:
+        tools[name] = _probe_tool(name)
     for name, dist in _PACKAGES:
         tools[name] = _probe_package(name, dist)
     return tools
@@ -257,7 +217,7 @@ def _probe_qdiscs(netns: str) -> Dict[str, Dict[str, Any]]:
     found["netem"] = _check(ok, reason, "netem")
     try:
         with IPRoute(netns=netns, ext_ack=True) as ipr:
-            index = ipr.link_lookup(ifname=_VETH[0])[0]
+            index = ifindex(ipr, _VETH[0], netns)
             for kind, handle, parent, args in _qdisc_probes():
                 try:
                     ipr.tc("add", kind, index, handle, **args)

@@ -1,7 +1,7 @@
 """Fidelity: each measured figure beside what the configuration predicts.
 
 Predictions come from the links on the measured path (see
-:func:`path_links`): RTT is the sum of the hop delays both ways; throughput is
+:func:`testbed.lab.paths.path_profile`): RTT is the sum of the hop delays both ways; throughput is
 bounded by the bottleneck rate after header overhead, by the window over the
 RTT, and under loss by Mathis et al. (rate ~ MSS/RTT x 1.22/sqrt(p)); one-way
 jitter (standard deviation) adds in quadrature over the hops.
@@ -16,10 +16,9 @@ the links allow). A ``fail`` makes ``testbed run`` exit 1.
 from __future__ import annotations
 
 import math
-from collections import deque
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional
 
-__all__ = ["l3_path", "path_links", "predict", "checks", "TCP_IP_HEADER_BYTES", "ETHERNET_HEADER_BYTES"]
+__all__ = ["checks", "throughput_bound_mbps", "mathis_mbps", "TCP_IP_HEADER_BYTES", "ETHERNET_HEADER_BYTES"]
 
 TCP_IP_HEADER_BYTES = 52  # IPv4 20 + TCP 20 + timestamps 12
 ETHERNET_HEADER_BYTES = 14  # what htb counts beyond the IP packet
@@ -28,106 +27,6 @@ JITTER_FLOOR_MS = 0.5  # the probes' own timing noise (Python sender and receive
 LATE_WARN_MS = 1.0  # delay line p99 lateness beyond which results are suspect
 MATHIS_C = 1.22
 CPU_BUSY_WARN_PCT = 90.0  # all cores together
-
-
-def _adjacency(plan: dict):
-    adj: Dict[str, List[tuple]] = {}
-    for link in plan["links"]:
-        adj.setdefault(link["a"], []).append((link["b"], link, "forward"))
-        adj.setdefault(link["b"], []).append((link["a"], link, "reverse"))
-    return adj
-
-
-def _segment(plan: dict, adj, a: str, b: str) -> Optional[List[tuple]]:
-    """Links (with direction) from L3 node a to L3 node b through switches only."""
-    nodes = plan["nodes"]
-    todo = deque([(a, [])])
-    seen = {a}
-    while todo:
-        cur, hops = todo.popleft()
-        for nxt, link, direction in adj.get(cur, []):
-            if nxt in seen:
-                continue
-            path = hops + [(link, direction)]
-            if nxt == b:
-                return path
-            if nodes[nxt]["role"] == "switch":
-                seen.add(nxt)
-                todo.append((nxt, path))
-    return None
-
-
-def path_links(plan: dict, l3_path: Sequence[str]) -> List[tuple]:
-    """(link, direction) pairs along src -> routers -> dst, switches included."""
-    adj = _adjacency(plan)
-    out: List[tuple] = []
-    for a, b in zip(l3_path, l3_path[1:]):
-        seg = _segment(plan, adj, a, b)
-        if seg is None:
-            return []
-        out.extend(seg)
-    return out
-
-
-def l3_path(plan: dict, a: str, b: str) -> List[str]:
-    """Hosts and routers from a to b (shortest path; switches left out)."""
-    adj: Dict[str, List[str]] = {}
-    for link in plan["links"]:
-        adj.setdefault(link["a"], []).append(link["b"])
-        adj.setdefault(link["b"], []).append(link["a"])
-    prev = {a: None}
-    todo = deque([a])
-    while todo:
-        cur = todo.popleft()
-        if cur == b:
-            break
-        for nxt in adj.get(cur, []):
-            if nxt not in prev and (nxt == b or plan["nodes"][nxt]["role"] != "host"):
-                prev[nxt] = cur
-                todo.append(nxt)
-    if b not in prev:
-        return []
-    path = []
-    node = b
-    while node is not None:
-        if plan["nodes"][node]["role"] != "switch":
-            path.append(node)
-        node = prev[node]
-    return path[::-1]
-
-
-def _profile(link: dict, direction: str) -> dict:
-    prof = link["profile"]
-    if "forward" in prof or "reverse" in prof:
-        return prof.get(direction) or {}
-    return prof
-
-
-def predict(plan: dict, l3_path: Sequence[str]) -> dict:
-    """What the configuration predicts for the path (forward = src -> dst)."""
-    from testbed.profile import LinkProfile
-
-    fwd, rev = [], []
-    for link, direction in path_links(plan, l3_path):
-        other = "reverse" if direction == "forward" else "forward"
-        fwd.append((LinkProfile.from_user(_profile(link, direction)), link["mtu"]))
-        rev.append((LinkProfile.from_user(_profile(link, other)), link["mtu"]))
-    rtt_ms = sum(p.delay_ms for p, _ in fwd) + sum(p.delay_ms for p, _ in rev)
-    rates = [(p.rate_bps, mtu) for p, mtu in fwd if p.rate_bps]
-    mtu = min((m for _, m in fwd), default=1500)
-    bottleneck_bps = min((r for r, _ in rates), default=None)
-    survive = 1.0
-    for p, _ in fwd:  # data direction only: lost ACKs barely slow TCP
-        survive *= 1 - p.loss_pct / 100.0
-    return {
-        "rtt_ms": rtt_ms,
-        "owd_forward_ms": sum(p.delay_ms for p, _ in fwd),
-        "jitter_forward_ms": math.sqrt(sum(p.jitter_ms ** 2 for p, _ in fwd)),
-        "bottleneck_bps": bottleneck_bps,
-        "path_mtu": mtu,
-        "loss_pct": (1 - survive) * 100.0,
-        "hops": len(fwd),
-    }
 
 
 def _check(metric, configured, measured, tolerance, verdict, note=""):

@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import Dict, List, Set
 
 from testbed.errors import InputError
-from testbed.measure import RUNNERS
 from testbed.scenario import Scenario
+from testbed.steps.registry import STEPS
 from testbed.topologies import build_topology
 
 __all__ = ["check_topology_fit", "check_tools", "preflight"]
@@ -81,7 +81,7 @@ def _check_timeline_events(scenario: Scenario, index: int, topo, config: dict) -
     timeline = scenario.variant_measure(index).timeline
     if timeline is None or not timeline.events:
         return
-    from testbed.events import check_events
+    from testbed.events.model import check_events
     from testbed.lab.plan import make_plan
 
     field = scenario.events_field(index)
@@ -102,9 +102,8 @@ def check_tools(scenario: Scenario) -> None:
     """Every step's tools are installed (exit 3 with a fix hint otherwise)."""
     kinds = {kind for index in range(len(scenario.variants)) for kind, _ in scenario.steps(index)}
     for kind in sorted(kinds):
-        runner = RUNNERS.get(kind)
-        if runner is not None and hasattr(runner, "check"):
-            runner.check(None)
+        if STEPS[kind].check_tools is not None:
+            STEPS[kind].check_tools()
 
 
 def preflight(scenario: Scenario) -> None:

@@ -231,21 +231,21 @@ def measure_step(made, kind: str, src=None, dst=None, **options: Any):
 
     from testbed import runner
     from testbed.errors import InputError
-    from testbed.scenario import STEP_OPTIONS
+    from testbed.steps.registry import STEPS
 
-    if kind not in STEP_OPTIONS or kind == "steady":
-        known = ", ".join(k for k in STEP_OPTIONS if k != "steady")
-        raise InputError("measure", f"unknown measurement {kind!r} (known: {known})")
+    measuring = [k for k, step in STEPS.items() if step.measures]
+    if kind not in measuring:
+        raise InputError("measure", f"unknown measurement {kind!r} (known: {', '.join(measuring)})")
     try:
-        opts = STEP_OPTIONS[kind].model_validate(options)
+        opts = STEPS[kind].options.model_validate(options)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise InputError(f"measure.{kind}" + (f".{where}" if where else ""),
                          str(first.get("msg", "invalid value"))) from exc
-    if kind == "collective":
+    if STEPS[kind].whole_lab:
         if src is not None or dst is not None:
-            raise InputError("measure.collective", "a collective runs between all the lab's "
+            raise InputError(f"measure.{kind}", f"a {kind} step runs between all the lab's "
                              "hosts: give no src or dst")
         return runner.run_step(made, kind, opts, None, None)
     src_node, dst_node = _node(made, src, 0), _node(made, dst, -1)
@@ -273,7 +273,7 @@ def lab_tcp(made, src=None, dst=None, steady_tolerance_pct: Optional[float] = No
     data = measure_step(made, "tcp", src, dst, **options)
     if steady_tolerance_pct is not None:
         from testbed.measure import time_to_steady_s
-        from testbed.scenario import SteadyOptions
+        from testbed.measure.options import SteadyOptions
 
         tolerance = SteadyOptions(tolerance_pct=steady_tolerance_pct).tolerance_pct
         data["time_to_steady_s"] = time_to_steady_s(data.get("intervals", []), tolerance / 100.0)

@@ -10,35 +10,31 @@ SIGTERM) leaves valid JSON with ``complete: false``.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import platform
-import signal
-import subprocess
-import sys
 import threading
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from testbed import cost, fidelity, plots, report, results, summary
+from testbed import capacity, cost, fidelity, results
 from testbed.errors import InputError, RunError, TestbedError
 from testbed.lab import counters, state
 from testbed.lab.lab import Lab, require_root
-from testbed.measure import RUNNERS
-from testbed.measure.steady import time_to_steady_s
+from testbed.lab.paths import l3_path, path_profile
 from testbed.preflight import preflight
-from testbed.scale import iperf_at_real_scale
-from testbed.scenario import Scenario, list_scenarios, load_scenario
+from testbed.report.document import write_report
+from testbed.report.plotting import make_plots
+from testbed.scenario import Scenario, list_scenarios
 from testbed.shaping import backends
-from testbed.topologies import TOPOLOGIES
+from testbed.steps.kind import StepContext
+from testbed.steps.registry import get_step
+from testbed.versions import version_line
 
-__all__ = ["scenarios_dir", "resolve_scenario", "environment", "run_step", "run_scenario",
-           "run_scenario_cli"]
+__all__ = ["scenarios_dir", "resolve_scenario", "environment", "run_step", "run_scenario", "FLAGSHIP"]
 
 FLAGSHIP = "direct-vs-transit"
-TOOL_TIMEOUT_S = 10
 CONNECT_DEADLINE_S = 15.0
 WATCH_S = 0.5  # how often a running step's delay lines are checked
 
@@ -63,15 +59,6 @@ def resolve_scenario(arg: Optional[str]) -> Path:
     raise InputError("scenario", f"no shipped scenario {arg!r} (shipped: {names})")
 
 
-def _version(argv: List[str]) -> Optional[str]:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    text = (proc.stdout or proc.stderr).strip().splitlines()
-    return text[0] if text else None
-
-
 def environment() -> dict:
     backend, why = backends.explain()
     return {
@@ -81,28 +68,11 @@ def environment() -> dict:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "tools": {
-            "iperf3": _version(["iperf3", "--version"]),
-            "ping": _version(["ping", "-V"]),
-            "iptables": _version(["iptables", "--version"]),
+            "iperf3": version_line("iperf3"),
+            "ping": version_line("ping"),
+            "iptables": version_line("iptables"),
         },
     }
-
-
-def _hops(lab: Lab, src: str, dst: str, routers: List[Optional[str]]) -> dict:
-    """Name the routers on the path and count the hops between the two sites.
-
-    ``hops`` = routers outside the endpoints' own sites + 1: the direct
-    interconnect is 1 hop, transit is one more per transit router.
-    """
-    by_ip = {}
-    for name in lab.node_names():
-        for intf in lab.doc["plan"]["nodes"][name]["intfs"]:
-            if intf["address"]:
-                by_ip[intf["address"].split("/")[0]] = name
-    names = [by_ip.get(r) for r in routers if r]
-    sites = {lab.node(src).site, lab.node(dst).site}
-    outside = [n for n in names if n and lab.node(n).site not in sites]
-    return {"hops": len(outside) + 1, "router_names": names}
 
 
 def _delay_line_summary(lab: Lab) -> List[dict]:
@@ -147,88 +117,16 @@ def _wait_connectivity(src, dst, deadline_s: float = CONNECT_DEADLINE_S) -> floa
     raise RunError(f"no connectivity {src.name} -> {dst.name} within {deadline_s:g} s")
 
 
-def _run_step(kind: str, options, src, dst, scale: float = 1.0) -> dict:
-    runner = RUNNERS.get(kind)
-    if kind == "ping":
-        return runner.run(src, dst, count=options.count, interval_s=options.interval_s,
-                          size_bytes=options.size_bytes)
-    if kind == "owd":
-        both = runner.run_both(src, dst, count=options.count, interval_ms=options.interval_ms,
-                               size_bytes=options.size_bytes)
-        fwd = both["forward"]
-        return {"forward": fwd, "reverse": both["reverse"],
-                "one_way_delay_ms": fwd.get("one_way_delay_ms"),
-                "jitter_ms": fwd.get("jitter_ms"), "loss_pct": fwd.get("loss_pct")}
-    if kind == "tcp":
-        return iperf_at_real_scale(
-            runner.run(src, dst, duration_s=options.duration_s, streams=options.streams,
-                       congestion=options.cc, window_bytes=options.window_bytes), scale)
-    if kind == "udp":
-        kwargs = {"bitrate_bps": max(1, int(options.bitrate_bps / scale)), "duration_s": options.duration_s}
-        if options.size_bytes:
-            kwargs["length_bytes"] = options.size_bytes
-        return iperf_at_real_scale(runner.run(src, dst, **kwargs), scale)
-    if kind == "path":
-        return runner.run(src, dst, max_hops=options.max_hops)
-    raise RunError(f"no runner for step {kind!r}")
-
-
-def _run_collective(lab: Lab, options, progress) -> List[dict]:
-    from testbed.collectives.bench import run_sweep
-
-    return run_sweep(lab, options.op, options.algorithm, options.sizes_bytes(),
-                     gpus_per_host=options.gpus_per_host, iters=options.iters,
-                     warmup=options.warmup, nsocks=options.nsocks,
-                     buffsize_bytes=options.buffsize_bytes, order=options.order,
-                     protocol=options.protocol, window=options.window, progress=progress)
-
-
-def _run_timeline(lab: Lab, options, src, dst, progress) -> dict:
-    from testbed.measure.timeline import run_timeline
-
-    return run_timeline(lab, src, dst, options.duration_s, options.interval_s, options.parsed_events(),
-                        progress, ping_interval_s=options.ping_interval_s, port=options.port,
-                        recover_fraction=options.recover_fraction, hold_s=options.hold_s,
-                        baseline_s=options.baseline_s, congestion=options.cc)
-
-
-def _run_training(lab: Lab, options, progress) -> dict:
-    from testbed.collectives.training import run_training
-
-    return run_training(lab, options.engine_options(), progress)
-
-
-def _run_storage(lab: Lab, options, progress) -> dict:
-    from testbed.storage.step import run_storage
-
-    return run_storage(lab, options, progress)
-
-
-#: steps that use the whole lab rather than the two endpoints
-LAB_STEPS = {"collective": _run_collective, "training": _run_training, "storage": _run_storage}
-#: steps run by this process's own engine (not tools in the lab): not run in a watched thread
-IN_PROCESS_STEPS = ("collective", "training")
-
-
 def run_step(lab: Lab, kind: str, options, src, dst,
-             progress: Callable[[str], None] = lambda _m: None):
-    """One measurement step as results.json records it (collective: its rows)."""
-    if kind in LAB_STEPS:
-        return LAB_STEPS[kind](lab, options, progress)
-    if kind == "timeline":
-        return _run_timeline(lab, options, src, dst, progress)
-    data = _trim(kind, _run_step(kind, options, src, dst, lab.scale))
-    if kind == "path":
-        data.update(_hops(lab, src.name, dst.name, data.get("routers", [])))
-    return data
+             progress: Callable[[str], None] = lambda _m: None, ctx: Optional[StepContext] = None):
+    """One measurement step as results.json records it (collective: its rows).
 
-
-def _trim(kind: str, data: dict) -> dict:
-    """Keep results.json readable: per-packet arrival lists are not kept."""
-    if kind == "owd":
-        for direction in ("forward", "reverse"):
-            (data.get(direction) or {}).pop("packets", None)
-    return data
+    ``ctx`` carries the variant's entry so far (the ``steady`` step reads the
+    ``tcp`` one); without it the step runs on its own.
+    """
+    step = get_step(kind)
+    ctx = ctx or StepContext(lab, src, dst, progress)
+    return step.run(ctx, options)
 
 
 def _variant_cost(scenario: Scenario, lab: Lab, config: dict, before: dict) -> dict:
@@ -320,33 +218,21 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
         counters_before = counters.link_bytes(lab)
         tcp_options = None
         busy = {}
+        ctx = StepContext(lab, src, dst, lambda m: progress(f"[{variant.name}]   {m}"), entry, up_started)
         for kind, options in scenario.steps(index):
-            if kind == "steady":
-                if entry.get("tcp"):
-                    steady_s = time_to_steady_s(entry["tcp"].get("intervals", []), options.tolerance_pct / 100.0)
-                    entry["tcp"]["time_to_steady_s"] = steady_s
-                    if steady_s is not None and "tcp_started_s" in entry:
-                        # from 'up' until the throughput is steady
-                        entry["time_to_steady_from_up_s"] = round(entry["tcp_started_s"] + steady_s, 3)
+            step = get_step(kind)
+            if not step.measures:  # derived from earlier steps: no traffic
+                step.run(ctx, options)
                 continue
-            if kind == "tcp":
-                entry["tcp_started_s"] = round(time.monotonic() - up_started, 3)
-            if kind == "collective":
-                progress(f"[{variant.name}] collective {options.op}/{options.algorithm} "
-                         f"over {len(lab.hosts())} hosts")
-            elif kind in LAB_STEPS:
-                progress(f"[{variant.name}] {kind} over {len(lab.hosts())} hosts")
-            else:
-                progress(f"[{variant.name}] {kind} {src.name} -> {dst.name}")
+            progress(f"[{variant.name}] {step.progress_line(options, ctx)}")
             cpu_before = _cpu_times()
             try:
-                data = _watched(lab, lambda: run_step(lab, kind, options, src, dst,
-                                                      lambda m: progress(f"[{variant.name}]   {m}")),
-                                watch=kind not in IN_PROCESS_STEPS)
+                data = _watched(lab, lambda: run_step(lab, kind, options, src, dst, ctx=ctx),
+                                watch=not step.in_process)
             except TestbedError:
                 lab.check()  # a dead delay line is the real cause: say so
                 raise
-            entry["collectives" if kind == "collective" else kind] = data
+            entry[step.key] = data
             busy[kind] = _busy_pct(cpu_before, _cpu_times())
             if kind == "tcp":
                 tcp_options = options
@@ -357,8 +243,8 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
         # the measured path when the path step ran, else the routed (shortest) one
         routers = [n for n in (entry.get("path") or {}).get("router_names", []) if n]
         l3 = ([src.name] + routers + [dst.name] if entry.get("path")
-              else fidelity.l3_path(lab.doc["plan"], src.name, dst.name))
-        pred = fidelity.predict(lab.doc["plan"], l3)
+              else l3_path(lab.plan, src.name, dst.name))
+        pred = path_profile(lab.plan, l3)
         entry["predicted"] = pred
         window = tcp_options.window_bytes if tcp_options else None
         entry["fidelity"] = {"checks": fidelity.checks(pred, entry, scenario.fidelity.model_dump(), window)}
@@ -400,15 +286,12 @@ def run_scenario(scenario: Scenario, out_dir: Path, overrides=(), quick: bool = 
     finally:
         results.finish_results(doc, interrupted=interrupted)
         save()
-    plot_files = plots.make_plots(doc, out_dir)
-    report.write_report(doc, plot_files, out_dir / "report.md")
+    plot_files = make_plots(doc, out_dir)
+    write_report(doc, plot_files, out_dir / "report.md")
     results.validate_results(doc)
     if interrupted:
         raise KeyboardInterrupt
     return doc
-
-
-_MAIN_PID = os.getpid()
 
 
 def _capacity_warnings(scenario: Scenario) -> List[str]:
@@ -416,8 +299,6 @@ def _capacity_warnings(scenario: Scenario) -> List[str]:
 
     Reads the cached figure of 'testbed doctor --bench' (no traffic is sent here).
     """
-    from testbed import capacity
-
     cap = capacity.load_cached()
     if cap is None:
         return []
@@ -431,47 +312,3 @@ def _capacity_warnings(scenario: Scenario) -> List[str]:
         if text:
             out.append(f"{variant.name}: {text}")
     return out
-
-
-def _sigterm(signo, _frame):
-    """SIGTERM ends a run like Ctrl-C -- in the main process only.
-
-    Forked helpers (pyroute2 runs one per namespace it talks to) inherit this
-    handler; they must die as they would by default, not unwind our run.
-    """
-    if os.getpid() != _MAIN_PID:
-        signal.signal(signo, signal.SIG_DFL)
-        os.kill(os.getpid(), signo)
-        return
-    raise KeyboardInterrupt
-
-
-def run_scenario_cli(arg: Optional[str], out: Optional[str], overrides: List[str], quick: bool) -> int:
-    path = resolve_scenario(arg)
-    scenario = load_scenario(path, overrides=overrides, quick=quick, topologies=set(TOPOLOGIES))
-    preflight(scenario)  # exit 2 / exit 3 before anything is changed
-    require_root()
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(out) if out else Path("results") / f"{scenario.name}-{stamp}"
-    global _MAIN_PID
-    _MAIN_PID = os.getpid()
-    signal.signal(signal.SIGTERM, _sigterm)
-    print(f"testbed run {scenario.name}: {len(scenario.variants)} variants -> {out_dir}/", flush=True)
-    try:
-        doc = run_scenario(scenario, out_dir, overrides, quick,
-                           progress=lambda m: print(f"  {m}", flush=True))
-    except KeyboardInterrupt:
-        print(f"interrupted: partial results in {out_dir}/results.json (complete: false)")
-        return 130
-    summary.print_summary(doc)
-    print(f"wrote {out_dir}/results.json, {out_dir}/report.md and plots")
-    failed = [c for v in doc["variants"] for c in (v.get("fidelity") or {}).get("checks", [])
-              if c["verdict"] == "fail"]
-    if doc["errors"] or not doc["complete"]:
-        sys.stderr.write("testbed: error: run failed: " + "; ".join(doc["errors"] or ["incomplete"]) + "\n")
-        return 1
-    if failed:
-        sys.stderr.write("testbed: fidelity failed: " + ", ".join(
-            f"{c['metric']} configured {c['configured']} measured {c['measured']}" for c in failed) + "\n")
-        return 1
-    return 0

@@ -26,31 +26,29 @@ shared one whole (no deep merge).
 from __future__ import annotations
 
 import difflib
-import math
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Type, Union
+from typing import Annotated, Any, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Type, Union
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     StrictStr,
     ValidationError,
-    field_validator,
+    create_model,
     model_validator,
 )
 
 from testbed.errors import InputError
+from testbed.fields import (
+    DottedKey, Name, ParamKey, Plain, StrictModel, SysctlKey, SysctlValue, TopologyName)
 from testbed.overrides import apply_overrides, set_dotted
 from testbed.presets import load_presets
 from testbed.profile import resolve_link
 from testbed.scale import MAX_SCALE
-from testbed.storage.options import StorageOptions
-from testbed.units import parse_rate_bps, parse_size_bytes
+from testbed.steps.registry import STEP_OPTIONS
+from testbed.units import parse_size_bytes
 from testbed.yamltext import load_yaml
 
 __all__ = [
@@ -58,12 +56,6 @@ __all__ = [
     "Variant",
     "Endpoints",
     "Measure",
-    "PingOptions",
-    "OwdOptions",
-    "TcpOptions",
-    "UdpOptions",
-    "PathOptions",
-    "SteadyOptions",
     "FidelityOptions",
     "STEP_OPTIONS",
     "load_scenario",
@@ -72,283 +64,9 @@ __all__ = [
     "read_yaml",
 ]
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-_TOPOLOGY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_PARAM_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
-_SYSCTL_KEY_RE = re.compile(r"^net(\.[a-z0-9_]+)(\.[a-z0-9_-]+)+$")
-_SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_ .:,-]{1,256}$")
-_CC_RE = re.compile(r"^[a-z0-9_]{1,16}$")
 
-
-# ------------------------------------------------------------- field checks
-
-
-def _check_cc(value: str) -> str:
-    if not _CC_RE.match(value):
-        raise ValueError(f"invalid congestion control name {value!r}")
-    return value
-
-
-def _check_name(value: str) -> str:
-    if not _NAME_RE.match(value):
-        raise ValueError(
-            f"invalid name {value!r}: use 1-32 of a-z, 0-9 and '-', starting with a letter or digit"
-        )
-    return value
-
-
-def _check_topology(value: str) -> str:
-    if not _TOPOLOGY_RE.match(value):
-        raise ValueError(f"invalid topology name {value!r}: use a-z, 0-9, '-' and '_'")
-    return value
-
-
-def _check_param_key(value: str) -> str:
-    if not _PARAM_RE.match(value):
-        raise ValueError(f"invalid parameter name {value!r}: use a-z, 0-9 and '_' (a Python identifier)")
-    return value
-
-
-def _check_plain(value: Any) -> Any:
-    """Only what JSON can carry: a YAML date or a non-finite float is refused."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a finite number")
-        return value
-    if isinstance(value, list):
-        return [_check_plain(item) for item in value]
-    if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                raise ValueError(f"mapping key {key!r} must be a string")
-        return {key: _check_plain(item) for key, item in value.items()}
-    raise ValueError(f"unsupported value {value!r} ({type(value).__name__}): quote it as a string")
-
-
-def _check_sysctl_key(value: str) -> str:
-    if not _SYSCTL_KEY_RE.match(value):
-        raise ValueError(
-            f"invalid sysctl {value!r}: only per-namespace 'net.*' keys such as net.ipv4.tcp_rmem"
-        )
-    return value
-
-
-def _str_or_int(value: Any, what: str) -> Union[str, int]:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"{what} must be a string or an integer, got {value!r}")
-    return value
-
-
-def _sysctl_value(value: Any) -> str:
-    text = str(_str_or_int(value, "sysctl value"))
-    if not _SYSCTL_VALUE_RE.match(text):
-        raise ValueError(f"invalid sysctl value {text!r}: use letters, digits, spaces and . : , - _")
-    return text
-
-
-def _check_dotted_key(value: str) -> str:
-    if not value or any(part.strip() == "" for part in value.split(".")):
-        raise ValueError(f"invalid dotted key {value!r}")
-    return value
-
-
-def _unit_checker(parse, what: str, allow_none: bool = True):
-    """An after-validator that checks a tc-like value with a testbed.units parser."""
-
-    def check(value: Any) -> Any:
-        if value is None:
-            if not allow_none:
-                raise ValueError(f"{what} is required (for example 100Mbit), not null")
-            return value
-        _str_or_int(value, what)
-        try:
-            parse(value, what)
-        except InputError as exc:
-            raise ValueError(exc.message) from exc
-        return value
-
-    return check
-
-
-Name = Annotated[StrictStr, AfterValidator(_check_name)]
-CCName = Annotated[StrictStr, AfterValidator(_check_cc)]
-ParamKey = Annotated[StrictStr, AfterValidator(_check_param_key)]
-Plain = Annotated[Any, AfterValidator(_check_plain)]
-SysctlKey = Annotated[StrictStr, AfterValidator(_check_sysctl_key)]
-SysctlValue = Annotated[Any, AfterValidator(_sysctl_value)]
-RateText = Annotated[Any, AfterValidator(_unit_checker(parse_rate_bps, "bitrate", allow_none=False))]
-SizeText = Annotated[Any, AfterValidator(_unit_checker(parse_size_bytes, "window"))]
-DottedKey = Annotated[StrictStr, AfterValidator(_check_dotted_key)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-# --------------------------------------------------------- measurement steps
-
-
-class PingOptions(_Strict):
-    """ICMP echo RTT and loss (iputils ping)."""
-
-    count: int = Field(100, ge=1, le=100_000)
-    interval_s: float = Field(0.2, ge=0.002, le=60.0)
-    size_bytes: int = Field(56, ge=0, le=65_507)
-
-
-class OwdOptions(_Strict):
-    """Timestamped UDP probes: one-way delay per direction, RFC 3550 jitter."""
-
-    count: int = Field(500, ge=1, le=1_000_000)
-    interval_ms: float = Field(10.0, ge=0.1, le=60_000.0)
-    size_bytes: int = Field(64, ge=32, le=65_507)
-
-
-class TcpOptions(_Strict):
-    """iperf3 TCP throughput, retransmits and per-interval rate."""
-
-    duration_s: float = Field(10.0, gt=0, le=3600.0)
-    streams: int = Field(1, ge=1, le=128)
-    cc: Optional[CCName] = None  # congestion control (e.g. cubic, bbr); host default if None
-    window: Optional[SizeText] = None  # socket buffer, e.g. "4MiB"; host default if None
-
-    @property
-    def window_bytes(self) -> Optional[int]:
-        return None if self.window is None else parse_size_bytes(self.window, "measure.tcp.window")
-
-
-class UdpOptions(_Strict):
-    """iperf3 UDP at a fixed offered rate: throughput, jitter, loss."""
-
-    duration_s: float = Field(5.0, gt=0, le=3600.0)
-    bitrate: RateText = "100Mbit"
-    size_bytes: Optional[int] = Field(None, ge=16, le=65_507)  # datagram payload; iperf3 default if None
-
-    @property
-    def bitrate_bps(self) -> int:
-        return parse_rate_bps(self.bitrate, "measure.udp.bitrate")
-
-
-class PathOptions(_Strict):
-    """Hop count (TTL-limited probes) and path MTU."""
-
-    max_hops: int = Field(30, ge=1, le=64)
-
-
-class SteadyOptions(_Strict):
-    """Time to steady throughput: first interval after which the rate stays within tolerance."""
-
-    tolerance_pct: float = Field(10.0, gt=0, le=100.0)
-
-
-class CollectiveOptions(_Strict):
-    """Collective timing between the lab's hosts, nccl-tests style (testbed collective)."""
-
-    op: Literal["allreduce", "reduce_scatter", "allgather", "broadcast", "reduce", "alltoall",
-                "sendrecv"] = "allreduce"
-    algorithm: Literal["ring", "tree", "rabenseifner", "hierarchical"] = "ring"
-    sizes: List[SizeText] = Field(default_factory=lambda: ["64KiB", "1MiB", "4MiB"], min_length=1,
-                                  max_length=64)
-    iters: int = Field(5, ge=1, le=1000)
-    warmup: int = Field(1, ge=0, le=100)
-    gpus_per_host: int = Field(1, ge=1, le=64)
-    nsocks: int = Field(1, ge=1, le=64)
-    buffsize: SizeText = "4MiB"
-    order: Literal["topology", "naive"] = "topology"
-    protocol: Literal["eager", "rendezvous"] = "eager"
-    window: int = Field(2, ge=1, le=64)
-
-    def sizes_bytes(self) -> List[int]:
-        return [parse_size_bytes(s, f"measure.collective.sizes.{i}") for i, s in enumerate(self.sizes)]
-
-    @property
-    def buffsize_bytes(self) -> int:
-        return parse_size_bytes(self.buffsize, "measure.collective.buffsize")
-
-
-class TimelineOptions(_Strict):
-    """Throughput and RTT over time while scheduled events change the lab (testbed/measure/timeline.py)."""
-
-    duration_s: float = Field(8.0, gt=0, le=600.0, allow_inf_nan=False)
-    interval_s: float = Field(0.1, ge=0.05, le=10.0, allow_inf_nan=False)
-    ping_interval_s: float = Field(0.05, ge=0.01, le=10.0, allow_inf_nan=False)
-    cc: Optional[CCName] = None  # the flow's congestion control; host default if None
-    recover_fraction: float = Field(0.8, gt=0, le=1.0, allow_inf_nan=False)
-    hold_s: float = Field(1.0, gt=0, le=60.0, allow_inf_nan=False)
-    baseline_s: float = Field(2.0, gt=0, le=60.0, allow_inf_nan=False)
-    port: int = Field(5301, ge=1024, le=65535)
-    events: List[Plain] = Field(default_factory=list, max_length=100)
-
-    def parsed_events(self, field: str = "measure.timeline.events"):
-        """The events as testbed.events.Event objects (InputError naming the field)."""
-        from testbed.events import parse_events
-
-        return parse_events(self.events, field)
-
-
-
-
-class TrainingOptions(_Strict):
-    """Data-parallel training steps across the lab's sites (testbed/collectives/training.py)."""
-
-    model_size: SizeText = "64MB"
-    steps: int = Field(5, ge=1, le=1000)
-    warmup_steps: int = Field(1, ge=0, le=100)
-    gpus_per_host: int = Field(1, ge=1, le=16)
-    compute_ms: Dict[Literal["H100", "A100", "L40S", "V100", "T4"],
-                     Annotated[float, Field(gt=0, le=600_000, allow_inf_nan=False)]] = Field(default_factory=dict)
-    noise_pct: float = Field(5.0, ge=0, le=100, allow_inf_nan=False)
-    algorithm: Literal["ring", "hierarchical"] = "ring"
-    buckets: int = Field(1, ge=1, le=64)
-    backward_share: float = Field(0.67, gt=0, le=1, allow_inf_nan=False)
-    placements: List[Literal["naive", "topology"]] = Field(default_factory=lambda: ["naive", "topology"],
-                                                           min_length=1, max_length=2)
-    seed: int = Field(0, ge=0, le=2**31)
-
-    @field_validator("placements")
-    @classmethod
-    def _unique(cls, value: List[str]) -> List[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"placements must not repeat: {value}")
-        return value
-
-    def engine_options(self) -> Dict[str, Any]:
-        """The dict :func:`testbed.collectives.training.run_training` takes."""
-        out = self.model_dump()
-        out["model_size_bytes"] = parse_size_bytes(self.model_size, "measure.training.model_size")
-        return out
-
-
-#: step kind -> options model; the registry the runner dispatches on.
-STEP_OPTIONS: Dict[str, Type[_Strict]] = {
-    "ping": PingOptions,
-    "owd": OwdOptions,
-    "tcp": TcpOptions,
-    "udp": UdpOptions,
-    "path": PathOptions,
-    "steady": SteadyOptions,
-    "collective": CollectiveOptions,
-    "training": TrainingOptions,
-    "storage": StorageOptions,
-    "timeline": TimelineOptions,
-}
-
-
-class Measure(_Strict):
+class _MeasureBase(StrictModel):
     """The ordered measurement steps; a kind left out is not run."""
-
-    ping: Optional[PingOptions] = None
-    owd: Optional[OwdOptions] = None
-    tcp: Optional[TcpOptions] = None
-    udp: Optional[UdpOptions] = None
-    path: Optional[PathOptions] = None
-    steady: Optional[SteadyOptions] = None
-    collective: Optional[CollectiveOptions] = None
-    training: Optional[TrainingOptions] = None
-    storage: Optional[StorageOptions] = None
-    timeline: Optional[TimelineOptions] = None
 
     _order: Tuple[str, ...] = PrivateAttr(default=())
 
@@ -380,17 +98,25 @@ class Measure(_Strict):
         return {kind: opts.model_dump(mode="json") for kind, opts in self.steps()}
 
 
+#: ``measure:``: one optional field per registered step kind (testbed.steps.registry)
+Measure = create_model(
+    "Measure", __base__=_MeasureBase, __module__=__name__,
+    **{kind: (Optional[model], None) for kind, model in STEP_OPTIONS.items()},
+)
+Measure.__doc__ = _MeasureBase.__doc__
+
+
 # ------------------------------------------------------------ the scenario
 
 
-class Endpoints(_Strict):
+class Endpoints(StrictModel):
     """The two hosts the measurements run between (names from the topology)."""
 
     src: Name
     dst: Name
 
 
-class FidelityOptions(_Strict):
+class FidelityOptions(StrictModel):
     """How far a measurement may stray from what the links were configured to do."""
 
     rtt_tolerance_pct: float = Field(10.0, gt=0, le=1000.0)
@@ -418,7 +144,7 @@ def _flatten_sysctls(value: Any) -> Any:
     return flat
 
 
-class Variant(_Strict):
+class Variant(StrictModel):
     """One arm of the comparison: its own topology parameters and link overrides."""
 
     name: Name
@@ -438,12 +164,12 @@ def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-class Scenario(_Strict):
+class Scenario(StrictModel):
     """A validated scenario; build it with :func:`load_scenario`."""
 
     name: Name
     description: StrictStr = ""
-    topology: Annotated[StrictStr, AfterValidator(_check_topology)]
+    topology: TopologyName
     params: Dict[ParamKey, Plain] = Field(default_factory=dict)
     links: Dict[Name, Plain] = Field(default_factory=dict)
     host_sysctls: Annotated[Dict[SysctlKey, SysctlValue], BeforeValidator(_flatten_sysctls)] = Field(

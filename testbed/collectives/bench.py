@@ -34,7 +34,6 @@ from __future__ import annotations
 import statistics
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from testbed import fidelity
 from testbed.collectives import model, ops
 from testbed.collectives.algorithms import build_schedule
 from testbed.collectives.algorithms._common import DEFAULT_CHUNK_BYTES
@@ -52,6 +51,7 @@ from testbed.collectives.schedule import Schedule
 from testbed.collectives.simulate import simulate_time_us, site_link
 from testbed.collectives.table import row_dict
 from testbed.errors import InputError
+from testbed.lab.paths import l3_path, path_profile
 from testbed.scale import scaled_bytes
 
 __all__ = ["link_params", "site_params", "algo_params", "check_options", "simulated_model_us",
@@ -68,15 +68,15 @@ CHUNKED = ("ring", "tree", "hierarchical")  # the algorithms that take chunk_byt
 UNSHAPED_BETA_US_PER_BYTE = 8 / 10e9 * 1e6  # [assumption] an unshaped veth: ~10 Gbit/s here
 
 
-def link_params(plan: dict, a: str, b: str, scale: float = 1.0):
+def link_params(plan, a: str, b: str, scale: float = 1.0):
     """(alpha_us, beta_us_per_byte) of the path between hosts a and b, at real scale.
 
     A shaped path's rate is the configured one (the kernel gets rate / scale
     and carries bytes / scale). An unshaped path runs at what this machine's
     veths carry of the bytes actually sent, so on a lab with ``scale`` K it
-    stands for K times that.
+    stands for K times that. ``plan`` is the lab's :class:`~testbed.lab.plan.LabPlan`.
     """
-    pred = fidelity.predict(plan, fidelity.l3_path(plan, a, b))
+    pred = path_profile(plan, l3_path(plan, a, b))
     if pred["bottleneck_bps"]:
         return model.alpha_beta_from_links(pred["owd_forward_ms"], pred["bottleneck_bps"])
     return pred["owd_forward_ms"] * 1000.0, UNSHAPED_BETA_US_PER_BYTE / scale
@@ -136,7 +136,7 @@ def site_params(lab, nodes: Mapping[str, Any], rank_host: Sequence[str]
     the first hosts of the first and last sites (``local`` with one site)."""
     groups = groups_from_labels([nodes[h].site for h in rank_host])
     hosts = list(dict.fromkeys(rank_host))
-    plan = lab.doc["plan"]
+    plan = lab.plan
     scale = float(getattr(lab, "scale", 1.0))
     site_hosts = [rank_host[g[0]] for g in groups]
     same_site = [h for h in hosts if nodes[h].site == nodes[site_hosts[0]].site]

@@ -32,7 +32,6 @@ import statistics
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from testbed import fidelity
 from testbed.collectives import model, ops
 from testbed.collectives.algorithms import build_schedule
 from testbed.collectives.bench import link_params
@@ -40,6 +39,7 @@ from testbed.collectives.engine import CollectiveEngine
 from testbed.collectives.order import groups_from_labels, ring_crossings
 from testbed.collectives.placement import place
 from testbed.errors import InputError, RunError
+from testbed.lab.paths import l3_path, link_profile, path_links
 from testbed.scale import scaled_bytes
 from testbed.topologies import build_topology
 
@@ -71,20 +71,18 @@ def _gpu_of_hosts(lab) -> Dict[str, str]:
     return {h.name: topo.nodeInfo(h.name).get("gpu", "H100") for h in lab.hosts()}
 
 
-def _bottleneck_link(plan: dict, a: str, b: str) -> str:
+def _bottleneck_link(plan, a: str, b: str) -> str:
     """The name of the slowest link on the path a -> b (lowest rate, then longest delay)."""
-    from testbed.profile import LinkProfile
-
     best: Optional[Tuple[float, float, str]] = None
-    for link, direction in fidelity.path_links(plan, fidelity.l3_path(plan, a, b)):
-        prof = LinkProfile.from_user(fidelity._profile(link, direction))
-        key = (prof.rate_bps or float("inf"), -prof.delay_ms, link["name"])
+    for link, direction in path_links(plan, l3_path(plan, a, b)):
+        prof = link_profile(link, direction)
+        key = (prof.rate_bps or float("inf"), -prof.delay_ms, link.name)
         if best is None or key < best:
             best = key
     return best[2] if best else f"{a}-{b}"
 
 
-def _site_cost(plan: dict, first_host: Dict[str, str], message_bytes: int) -> Callable[[str, str], float]:
+def _site_cost(plan, first_host: Dict[str, str], message_bytes: int) -> Callable[[str, str], float]:
     cache: Dict[Tuple[str, str], float] = {}
 
     def cost(a: str, b: str) -> float:
@@ -130,7 +128,7 @@ def _attribute(rank_host, site_of, gpu_of, compute_s, transfers, plan, step_s) -
 
 
 def _run_placement(lab, engine_nodes, strategy, hosts, site_of, gpu_of, options, progress) -> dict:
-    plan = lab.doc["plan"]
+    plan = lab.plan
     scale = float(getattr(lab, "scale", 1.0))
     first_host = {}
     for h in hosts:

@@ -22,7 +22,7 @@ from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from testbed.errors import EnvironmentProblem, KernelError
-from testbed.lab.nssocket import create_netns, in_netns, write_sysctls
+from testbed.lab.nssocket import create_netns, ifindex, in_netns, write_sysctls
 from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan, LinkPlan, NodePlan
 
 __all__ = [
@@ -115,22 +115,12 @@ def configure_wire(link: LinkPlan) -> None:
         try:
             ns.link("set", ifname="lo", state="up")
             ns.link("add", ifname=BRIDGE, kind="bridge")
-            bridge = _index(ns, BRIDGE)
+            bridge = ifindex(ns, BRIDGE)
             for port in (WIRE_PORT_A, WIRE_PORT_B):
                 ns.link("set", ifname=port, mtu=link.mtu, master=bridge, state="up")
             ns.link("set", index=bridge, mtu=link.mtu, state="up")
         except NetlinkError as exc:
             raise _kernel(f"configuring wire of link {link.name} ({link.wire})", exc) from exc
-
-
-def _index(ns: IPRoute, ifname: str) -> int:
-    """The ifindex of one link: an RTM_GETLINK for that name, not a dump.
-
-    (``link_lookup(ifname=...)`` dumps and decodes every link per call: on a
-    switch with hundreds of ports that was quadratic, and most of a big lab's
-    bring-up time.)
-    """
-    return ns.link("get", ifname=ifname)[0]["index"]
 
 
 def _configure_node(node: NodePlan, host_gso_max_bytes: Optional[int] = None) -> None:
@@ -140,7 +130,7 @@ def _configure_node(node: NodePlan, host_gso_max_bytes: Optional[int] = None) ->
             bridge = None
             if node.role == "switch":
                 ns.link("add", ifname=BRIDGE, kind="bridge")
-                bridge = _index(ns, BRIDGE)
+                bridge = ifindex(ns, BRIDGE)
             for intf in node.intfs:
                 # mtu, bridge port and up in one request (on an up bridge a
                 # port joins as soon as it has carrier)
@@ -152,7 +142,7 @@ def _configure_node(node: NodePlan, host_gso_max_bytes: Optional[int] = None) ->
                 ns.link("set", ifname=intf.name, **settings)
                 if intf.address:
                     addr, prefix = intf.address.split("/")
-                    ns.addr("add", index=_index(ns, intf.name), address=addr, prefixlen=int(prefix))
+                    ns.addr("add", index=ifindex(ns, intf.name), address=addr, prefixlen=int(prefix))
             if bridge is not None:
                 mtu = min((i.mtu for i in node.intfs), default=1500)
                 ns.link("set", index=bridge, mtu=mtu, state="up")

@@ -38,15 +38,16 @@ def _links(plan_or_lab: Any) -> List[dict]:
     """Every link as a dict: id, name, a, b, sites, and where to read each direction.
 
     Accepts a :class:`~testbed.lab.plan.LabPlan`, a :class:`~testbed.lab.lab.Lab`
-    or a lab's plan document (``lab.doc["plan"]``).
+    (its ``plan``) or a plan document (:meth:`LabPlan.to_dict`).
     """
+    if isinstance(getattr(plan_or_lab, "plan", None), LabPlan):
+        plan_or_lab = plan_or_lab.plan
     if isinstance(plan_or_lab, LabPlan):
         nodes = {n.name: {"netns": n.netns, "site": n.site} for n in plan_or_lab.nodes.values()}
         links = [{"id": l.id, "name": l.name, "a": l.a, "b": l.b, "a_intf": l.a_intf,
                   "b_intf": l.b_intf, "wire": l.wire} for l in plan_or_lab.links]
     else:
-        doc = getattr(plan_or_lab, "doc", None)
-        plan = doc["plan"] if isinstance(doc, Mapping) else plan_or_lab
+        plan = plan_or_lab
         if not isinstance(plan, Mapping) or "links" not in plan or "nodes" not in plan:
             raise InputError("plan_or_lab", "expected a LabPlan, a Lab or a plan document, "
                              f"got {type(plan_or_lab).__name__}")

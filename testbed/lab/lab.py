@@ -65,6 +65,7 @@ class Lab:
     def __init__(self, name: str, doc: dict):
         self.name = name
         self.doc = doc
+        self._plan: Optional[LabPlan] = None
 
     # -- construction ---------------------------------------------------
     @classmethod
@@ -151,6 +152,13 @@ class Lab:
         return cls(name, doc)
 
     # -- use ------------------------------------------------------------
+    @property
+    def plan(self) -> LabPlan:
+        """The lab's :class:`~testbed.lab.plan.LabPlan` (read back from its state once)."""
+        if self._plan is None:
+            self._plan = LabPlan.from_dict(self.doc["plan"])
+        return self._plan
+
     @property
     def block(self) -> str:
         return self.doc["block"]

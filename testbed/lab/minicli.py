@@ -86,8 +86,8 @@ def mininet_view(lab: Lab) -> Mininet:
         if node.role == "switch":
             continue
         host = NamespaceHost(name, node.netns, node.ip)
-        for intf in lab.doc["plan"]["nodes"][name]["intfs"]:
-            LabIntf(intf["name"], host, intf["address"])
+        for intf in lab.plan.node(name).intfs:
+            LabIntf(intf.name, host, intf.address)
         net.hosts.append(host)
         net.nameToNode[name] = host
     return net

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from testbed.errors import KernelError
 
-__all__ = ["in_netns", "ns_socket", "create_netns", "write_sysctls"]
+__all__ = ["in_netns", "ns_socket", "create_netns", "write_sysctls", "ifindex"]
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
@@ -123,3 +123,20 @@ def write_sysctls(name: str, values) -> None:
                     fh.write(str(value))
             except OSError as exc:
                 raise KernelError(f"sysctl {key}={value} in {name}: {exc.strerror}", exc.errno) from exc
+
+
+def ifindex(ns, ifname: str, where: str = "") -> int:
+    """The ifindex of ``ifname`` on netlink socket ``ns``: one RTM_GETLINK for that name, not a dump.
+
+    (``link_lookup(ifname=...)`` dumps and decodes every link per call: on a
+    switch with hundreds of ports that was quadratic, and most of a big lab's
+    bring-up time.) KernelError naming the interface (and ``where``) if it is not there.
+    """
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        return ns.link("get", ifname=ifname)[0]["index"]
+    except (NetlinkError, IndexError, KeyError) as exc:
+        place = f" in {where}" if where else ""
+        raise KernelError(f"interface {ifname} not found{place}",
+                          getattr(exc, "code", None)) from exc

@@ -34,6 +34,7 @@ from typing import AbstractSet, Dict, List, Mapping, Optional, Tuple
 
 from testbed.errors import InputError
 from testbed.lab.naming import check_node_name, intf_name, netns_name, wire_netns
+from testbed.lab.paths import bfs
 from testbed.profile import LinkProfile, LinkSpec, resolve_link
 
 __all__ = ["WIRE_PORT_A", "WIRE_PORT_B", "IntfPlan", "LinkPlan", "NodePlan", "LabPlan", "make_plan",
@@ -111,6 +112,11 @@ class LabPlan:
 
     def hosts(self) -> List[NodePlan]:
         return [n for n in self.nodes.values() if n.role == "host"]
+
+    def node_by_address(self) -> Dict[str, str]:
+        """IPv4 address (no prefix) -> the name of the node that holds it."""
+        return {intf.address.split("/")[0]: node.name for node in self.nodes.values()
+                for intf in node.intfs if intf.address}
 
     def to_dict(self) -> dict:
         return {
@@ -345,21 +351,12 @@ def _routes(nodes: Dict[str, NodePlan], subnets: Dict[int, str],
     for src in nodes.values():
         if src.role == "switch" or not (attached[src.name] & leads_on):
             continue
-        # BFS; first_hop[n] = address of the neighbour of src that leads to n
+        # first_hop[n] = address of the neighbour of src that leads to n (hosts do not forward)
+        found = bfs(src.name, neighbours, lambda n: nodes[n].role == "router")
         first_hop: Dict[str, str] = {}
-        todo = deque()
-        for nb, addr in neighbours(src.name):
-            if nb not in first_hop:
-                first_hop[nb] = addr
-                todo.append(nb)
-        while todo:
-            cur = todo.popleft()
-            if nodes[cur].role != "router":
-                continue  # hosts do not forward
-            for nb, _ in neighbours(cur):
-                if nb != src.name and nb not in first_hop:
-                    first_hop[nb] = first_hop[cur]
-                    todo.append(nb)
+        for name, (parent, addr) in found.items():
+            if parent is not None:
+                first_hop[name] = addr if parent == src.name else first_hop[parent]
         routed = set(attached[src.name])
         # Visit destinations in BFS order so the nearest route to a subnet wins.
         for dst in first_hop:

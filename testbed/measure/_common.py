@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import select
 import shutil
 import subprocess
@@ -19,7 +18,6 @@ from testbed.lab.node import Node
 
 __all__ = [
     "require_tool",
-    "tool_version",
     "target_ip",
     "positive_number",
     "positive_int",
@@ -39,22 +37,6 @@ def require_tool(tool: str, hint: str) -> str:
     if path is None:
         raise EnvironmentProblem(f"{tool} is not installed or not on PATH", hint)
     return path
-
-
-def tool_version(argv: list, pattern: str, timeout_s: float = 5.0) -> Tuple[int, ...]:
-    """Run ``argv`` (a ``--version`` call) and return the version tuple.
-
-    ``pattern`` is a regex with one group such as ``iperf (\\d+(?:\\.\\d+)+)``.
-    """
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ToolError(f"{argv[0]}: cannot read its version: {exc}") from exc
-    text = proc.stdout + proc.stderr
-    match = re.search(pattern, text)
-    if match is None:
-        raise ToolError(f"{argv[0]}: no version in output of {' '.join(argv)!r}")
-    return tuple(int(part) for part in match.group(1).split("."))
 
 
 def target_ip(node: Node, role: str = "dst") -> str:

@@ -28,6 +28,7 @@ from typing import List, Optional
 
 from testbed.errors import EnvironmentProblem, ToolError
 from testbed.lab.node import Node
+from testbed.versions import version_tuple
 from testbed.measure._common import (
     optional_positive_int,
     positive_int,
@@ -35,7 +36,6 @@ from testbed.measure._common import (
     require_tool,
     stop_process,
     target_ip,
-    tool_version,
 )
 
 __all__ = ["IperfServer", "IperfTcpRunner", "IperfUdpRunner", "load_iperf_json"]
@@ -169,7 +169,7 @@ class _IperfRunner:
         """iperf3 (>= 3.7) and ss must be installed."""
         require_tool("iperf3", _HINT)
         require_tool("ss", "apt-get install iproute2")
-        version = tool_version(["iperf3", "--version"], r"iperf (\d+(?:\.\d+)+)")
+        version = version_tuple("iperf3")
         if version < _MIN_VERSION:
             found = ".".join(map(str, version))
             raise EnvironmentProblem(f"iperf3 {found} is too old; need 3.7 or newer", _HINT)

@@ -19,6 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.tcmsg import plugins, sched_pfifo
 
 from testbed.errors import KernelError
+from testbed.lab.nssocket import ifindex
 
 __all__ = ["apply_egress", "class_options", "netem_leaf_place", "htb_burst_bytes", "host_gso_max_bytes",
            "leaf_limit", "ROOT", "CLASS", "LEAF"]
@@ -108,10 +109,7 @@ def apply_egress(
     ``netem_leaf(ns, index, parent, handle, limit_pkts)`` installs the netem
     qdisc when the netem backend carries this profile's impairments.
     """
-    try:
-        index = ns.link_lookup(ifname=ifname)[0]
-    except (IndexError, NetlinkError) as exc:
-        raise KernelError(f"interface {ifname} not found for shaping") from exc
+    index = ifindex(ns, ifname, "the namespace being shaped")
     try:
         if profile.rate_bps:
             ns.tc("add", "htb", index=index, handle=ROOT, default=1)

@@ -72,7 +72,6 @@ import errno as errno_codes
 import functools
 import math
 import os
-import subprocess
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -89,7 +88,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_NEWQDISC, TC_H_ROOT
 from pyroute2.netlink.rtnl.tcmsg import sched_netem, tcmsg
 
+from testbed.cmd import run_short
 from testbed.errors import InputError, KernelError
+from testbed.lab.nssocket import ifindex
 
 __all__ = [
     "NetemBackend",
@@ -472,16 +473,8 @@ class _ProbeProfile:
 
 def _run_ip(argv: List[str]) -> Tuple[bool, str]:
     """Run an ``ip`` command; (ok, last line of stderr)."""
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_IP_TIMEOUT_S)
-    except FileNotFoundError as exc:
-        return False, f"cannot run {argv[0]}: {exc}"
-    except subprocess.TimeoutExpired:
-        return False, f"{' '.join(argv[:4])} did not finish within {_IP_TIMEOUT_S:g} s"
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return False, lines[-1] if lines else f"exit code {proc.returncode}"
-    return True, ""
+    ok, out = run_short(argv, _IP_TIMEOUT_S)
+    return ok, "" if ok else out
 
 
 def probe_netem(netns: str, ifname: str) -> Tuple[bool, str]:
@@ -492,10 +485,11 @@ def probe_netem(netns: str, ifname: str) -> Tuple[bool, str]:
     """
     try:
         with IPRoute(netns=netns, ext_ack=True) as ipr:
-            found = ipr.link_lookup(ifname=ifname)
-            if not found:
-                return False, f"interface {ifname} not found in {netns}"
-            NetemBackend().apply(ipr, found[0], None, 0x10000, _ProbeProfile(), _PROBE_LIMIT_PKTS)
+            try:
+                index = ifindex(ipr, ifname, netns)
+            except KernelError as exc:
+                return False, str(exc)
+            NetemBackend().apply(ipr, index, None, 0x10000, _ProbeProfile(), _PROBE_LIMIT_PKTS)
     except KernelError as exc:
         cause = exc.__cause__
         detail = _netlink_message(cause) if isinstance(cause, NetlinkError) else str(exc)

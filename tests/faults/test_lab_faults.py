@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 import helpers
-from testbed import cli, report, results, runner
+from testbed import cli, results, runner
 from testbed.errors import DelayLineDied, EnvironmentProblem, ToolError
 from testbed.measure import RUNNERS
 from testbed.scenario import parse_scenario

@@ -122,7 +122,7 @@ def no_side_effects(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "execvp", _stop_at("execvp"))
     monkeypatch.setattr(doctor, "probe", _stop_at("doctor"))
     monkeypatch.chdir(tmp_path)
-    handler = signal.getsignal(signal.SIGTERM)  # run_scenario_cli installs its own
+    handler = signal.getsignal(signal.SIGTERM)  # testbed run installs its own
     before = fz_traces()
     try:
         yield

@@ -76,7 +76,7 @@ def _show(doc):
 
 
 def test_failover_moves_traffic_to_transit_and_everything_comes_back(lab_factory):
-    from testbed.measure.timeline import run_timeline
+    from testbed.events.timeline import run_timeline
 
     lab = _lab(lab_factory, "it-ev-fo")
     transit_addrs = {ipaddress.IPv4Interface(i["address"]).ip
@@ -130,7 +130,7 @@ def test_failover_moves_traffic_to_transit_and_everything_comes_back(lab_factory
 
 
 def test_link_down_two_seconds_then_up(lab_factory):
-    from testbed.measure.timeline import run_timeline
+    from testbed.events.timeline import run_timeline
 
     lab = _lab(lab_factory, "it-ev-cut")
     doc = run_timeline(lab, "cw-h1", "gcp-h1", DURATION_S, 0.1,
@@ -152,7 +152,7 @@ def test_link_down_two_seconds_then_up(lab_factory):
 
 
 def test_congestion_episode_raises_rtt_and_it_returns(lab_factory):
-    from testbed.measure.timeline import run_timeline
+    from testbed.events.timeline import run_timeline
     from testbed.shaping.userspace import read_stats
 
     lab = _lab(lab_factory, "it-ev-cong")

@@ -38,7 +38,8 @@ class StandInLab:
 
     def __init__(self, scale: float = SCALE):
         topo = build_topology("two-clouds", {"hosts_per_site": 2, "path": "direct"})
-        self.doc = {"plan": make_plan(topo, "unit-bench", "10.200.0.0/16", {}).to_dict()}
+        self.plan = make_plan(topo, "unit-bench", "10.200.0.0/16", {})
+        self.doc = {"plan": self.plan.to_dict()}
         self.scale = scale
 
     def node(self, name: str) -> Node:

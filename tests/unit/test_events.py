@@ -28,18 +28,13 @@ from typing import Dict, List
 
 import pytest
 
-from testbed import events as ev
 from testbed.errors import InputError, RunError
-from testbed.events import (
-    Action,
-    EventController,
-    Scheduler,
-    check_events,
-    expand_events,
-    merged_spec,
-    netem_change_msg,
-    parse_events,
-)
+from testbed.events import controller as ev
+from testbed.events.controller import EventController
+from testbed.events.model import Action, check_events, expand_events, merged_spec, parse_events
+from testbed.events.scheduler import Scheduler
+from testbed.lab import linkops
+from testbed.lab.linkops import netem_change_msg
 from testbed.lab import procs
 from testbed.lab.plan import LabPlan, compute_routes, make_plan
 from testbed.profile import LinkProfile, resolve_link
@@ -403,6 +398,13 @@ class FakeNetlink:
     def link_lookup(self, ifname):
         return [self.indexes[ifname]] if ifname in self.indexes else []
 
+    def _get(self, ifname):  # RTM_GETLINK by name, as testbed.lab.nssocket.ifindex asks
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        if ifname not in self.indexes:
+            raise NetlinkError(19, "No such device")
+        return [{"index": self.indexes[ifname]}]
+
     def tc(self, *args, **kwargs):
         self.calls.append(("tc", args, kwargs))
 
@@ -411,6 +413,8 @@ class FakeNetlink:
         return ()
 
     def link(self, *args, **kwargs):
+        if args == ("get",):
+            return self._get(kwargs["ifname"])
         self.calls.append(("link", args, kwargs))
 
     def route(self, *args, **kwargs):
@@ -451,9 +455,9 @@ def kernel(monkeypatch):
         return _Ctx()
 
     monkeypatch.setattr(ev, "open_ns", fake_open_ns)
-    monkeypatch.setattr(ev, "_set_state", lambda netns, ifs, state: calls["state"].append((netns, tuple(ifs), state)))
-    monkeypatch.setattr(ev, "_set_master", lambda netns, ifname, br: calls["master"].append((netns, ifname, br)))
-    monkeypatch.setattr(ev, "_replace_routes", lambda netns, routes: calls["routes"].append((netns, dict(routes))))
+    monkeypatch.setattr(linkops, "set_state", lambda netns, ifs, state: calls["state"].append((netns, tuple(ifs), state)))
+    monkeypatch.setattr(linkops, "set_master", lambda netns, ifname, br: calls["master"].append((netns, ifname, br)))
+    monkeypatch.setattr(linkops, "replace_routes", lambda netns, routes: calls["routes"].append((netns, dict(routes))))
     monkeypatch.setattr(ev, "reconfigure", lambda rec, docs, timeout_s=5.0: calls["lines"].append((rec.netns, docs)))
     monkeypatch.setattr(ev, "wait_ready", lambda plan, timeout_s=10.0: 0.0)
     monkeypatch.setattr(ev, "list_namespaces", lambda: [])
@@ -572,7 +576,7 @@ def test_restore_reports_failures_but_tries_everything(plan, kernel, monkeypatch
 
     def broken(netns, ifs, state):
         raise RunError("bridge gone")
-    monkeypatch.setattr(ev, "_set_state", broken)
+    monkeypatch.setattr(linkops, "set_state", broken)
     monkeypatch.setattr(ev, "list_namespaces", lambda: [n.netns for n in plan.nodes.values()])
     with pytest.raises(RunError) as info:
         ctl.restore()
@@ -583,7 +587,7 @@ def test_restore_reports_failures_but_tries_everything(plan, kernel, monkeypatch
 def test_restore_of_a_destroyed_lab_is_quiet(plan, kernel, monkeypatch):
     ctl = EventController(FakeLab(plan))
     ctl.apply(_act("link_down", "cw-gcp"))
-    monkeypatch.setattr(ev, "_set_state", lambda *a: (_ for _ in ()).throw(RunError("no ns")))
+    monkeypatch.setattr(linkops, "set_state", lambda *a: (_ for _ in ()).throw(RunError("no ns")))
     assert ctl.restore() == ["link cw-gcp up: no ns"]  # namespaces gone: not raised
 
 

@@ -145,7 +145,7 @@ class FakeNode:
 @pytest.fixture
 def tools_present(monkeypatch):
     monkeypatch.setattr(iperf_module, "require_tool", lambda tool, hint: "/usr/bin/" + tool)
-    monkeypatch.setattr(iperf_module, "tool_version", lambda argv, pattern: (3, 12))
+    monkeypatch.setattr(iperf_module, "version_tuple", lambda name: (3, 12))
 
 
 def test_run_kills_the_server_it_started_and_returns_the_result(tools_present):
@@ -191,7 +191,7 @@ def test_check_missing_iperf3(monkeypatch):
 
 def test_check_too_old_iperf3(monkeypatch):
     monkeypatch.setattr(iperf_module, "require_tool", lambda tool, hint: "/usr/bin/" + tool)
-    monkeypatch.setattr(iperf_module, "tool_version", lambda argv, pattern: (3, 1, 3))
+    monkeypatch.setattr(iperf_module, "version_tuple", lambda name: (3, 1, 3))
     with pytest.raises(EnvironmentProblem, match="3.1.3 is too old"):
         IperfUdpRunner().check(FakeNode("h1"))
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed import plots as plots_module
+from testbed.report import plotting as plots_module
 from testbed.errors import InputError
-from testbed.plots import PLOTS, make_plots, replot
+from testbed.report.plotting import PLOTS, make_plots, replot
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results_sample.json"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -38,7 +38,7 @@ def test_all_is_exported():
 def test_make_plots_writes_non_empty_pngs(sample, tmp_path):
     out = tmp_path / "out"
     files = make_plots(sample, out)
-    assert [f.name for f in files] == ["rtt_cdf.png", "throughput.png", "owd_histogram.png"]
+    assert [f.name for f in files] == ["rtt_cdf.png", "owd_histogram.png", "throughput.png"]  # step order
     for path in files:
         assert path.parent == out
         assert path.stat().st_size > 10_000, path
@@ -123,7 +123,7 @@ def test_replot_refuses_a_broken_file(tmp_path):
 
 
 def test_collective_plot_from_rows(tmp_path):
-    from testbed.plots import make_plots
+    from testbed.report.plotting import make_plots
 
     rows = [{"op": "allreduce", "algorithm": "ring", "bytes": b, "time_us": t, "model_time_us": m}
             for b, t, m in ((65536, 2800.0, 2000.0), (1048576, 7400.0, 2800.0))]

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from testbed import report as report_module
-from testbed import summary as summary_module
-from testbed.report import format_number, render_report, write_report
-from testbed.summary import print_summary, summary_table
+from testbed.report import document as report_module
+from testbed.report import summary as summary_module
+from testbed.report.document import render_report, write_report
+from testbed.report.markdown import format_number
+from testbed.report.summary import print_summary, summary_table
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results_sample.json"
 

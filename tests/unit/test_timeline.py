@@ -14,8 +14,8 @@ import json
 import pytest
 
 from testbed.errors import InputError
-from testbed.measure import timeline as tl
-from testbed.measure.timeline import (
+from testbed.events import timeline as tl
+from testbed.events.timeline import (
     analyse,
     count_established,
     fill_gaps,
@@ -25,7 +25,7 @@ from testbed.measure.timeline import (
     run_timeline,
     zero_runs,
 )
-from testbed.timeline_plot import plot_timeline, timeline_figure
+from testbed.report.timeline_plot import plot_timeline, timeline_figure
 
 PING_CAPTURE = """\
 PING 10.200.1.2 (10.200.1.2) 56(84) bytes of data.

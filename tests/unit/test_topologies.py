@@ -236,8 +236,7 @@ def test_multicloud_paths_make_the_links_and_routes_they_promise():
     assert names == {"fabric-cw", "fabric-gcp", "fabric-aws", "cw-gcp", "cw-gcp-transit", "cw-aws"}
     assert topo.nodeInfo("aws-h1")["gpu"] == "A100" and topo.nodeInfo("cw-h2")["gpu"] == "H100"
     plan = make_plan(topo, "x", "10.80.0.0/16", {})
-    from testbed import fidelity
+    from testbed.lab.paths import l3_path
 
-    doc = plan.to_dict()
-    assert fidelity.l3_path(doc, "gcp-h1", "aws-h1") == ["gcp-h1", "gcp-r", "cw-r", "aws-r", "aws-h1"]  # via cw
-    assert fidelity.l3_path(doc, "cw-h1", "gcp-h1") == ["cw-h1", "cw-r", "gcp-r", "gcp-h1"]  # direct preferred
+    assert l3_path(plan, "gcp-h1", "aws-h1") == ["gcp-h1", "gcp-r", "cw-r", "aws-r", "aws-h1"]  # via cw
+    assert l3_path(plan, "cw-h1", "gcp-h1") == ["cw-h1", "cw-r", "gcp-r", "gcp-h1"]  # direct preferred

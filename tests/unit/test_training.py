@@ -7,7 +7,8 @@ import pytest
 from testbed.collectives import training
 from testbed.collectives.placement import best_site_order, place
 from testbed.errors import InputError
-from testbed.scenario import TrainingOptions
+from testbed.lab.plan import LabPlan
+from testbed.collectives.options import TrainingOptions
 
 HOSTS = ["aws-h1", "aws-h2", "cw-h1", "cw-h2", "gcp-h1", "gcp-h2"]
 SITE = {h: h.split("-")[0] for h in HOSTS}
@@ -67,7 +68,7 @@ def test_compute_draws_follow_the_gpu_table_and_noise_floor():
 
 
 def test_attribution_names_the_slowest_compute_and_the_slowest_transfers_link():
-    plan = {"nodes": {}, "links": []}  # no path: the pair's name stands in for the link
+    plan = LabPlan(lab="x", block="10.0.0.0/16", nodes={}, links=[], segments={})  # no path: the pair's name stands in
     ranks = ["a-h1", "b-h1", "b-h2"]
     sites = {"a-h1": "a", "b-h1": "b", "b-h2": "b"}
     gpus = {"a-h1": "A100", "b-h1": "H100", "b-h2": "H100"}

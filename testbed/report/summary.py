@@ -13,7 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from testbed.report import format_number
+from testbed.report.markdown import format_number
 from testbed.results import get_value, overall_verdict
 
 __all__ = ["summary_table", "print_summary", "SUMMARY_COLUMNS"]

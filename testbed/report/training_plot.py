@@ -1,8 +1,7 @@
-"""PNG plots of the multi-cloud steps: training step times.
+"""The training step's plot: step time per variant and placement (``training_steps.png``).
 
-Registered in :data:`testbed.plots.PLOTS`; built from results.json alone. The
-events timeline has its own module (:mod:`testbed.timeline_plot`), drawn once
-per variant by :func:`testbed.plots.make_plots`.
+Declared by the ``training`` step kind (:mod:`testbed.steps.training`); built
+from results.json alone.
 """
 
 from __future__ import annotations
@@ -11,13 +10,13 @@ from typing import Any, Dict, List, Optional
 
 from matplotlib.figure import Figure
 
+from testbed.report.figures import new_figure, variant_label
+
 __all__ = ["training_steps"]
 
 
 def training_steps(results: Dict[str, Any]) -> Optional[Figure]:
     """Step time p50 per variant and placement, split into compute and exposed communication."""
-    from testbed.plots import _new_figure, _variant_label
-
     bars: List[tuple] = []
     for index, variant in enumerate(results.get("variants") or []):
         data = variant.get("training")
@@ -30,10 +29,10 @@ def training_steps(results: Dict[str, Any]) -> Optional[Figure]:
             step = (p.get("step_ms") or {}).get("p50")
             p99 = (p.get("step_ms") or {}).get("p99")
             compute = sorted(s["compute_max_ms"] for s in steps)[len(steps) // 2]
-            bars.append((f"{_variant_label(variant, index)}\n{placement}", step, p99, min(compute, step)))
+            bars.append((f"{variant_label(variant, index)}\n{placement}", step, p99, min(compute, step)))
     if not bars:
         return None
-    figure = _new_figure(width_in=max(6.0, 1.3 * len(bars) + 2))
+    figure = new_figure(width_in=max(6.0, 1.3 * len(bars) + 2))
     axes = figure.add_subplot()
     xs = list(range(len(bars)))
     compute = [b[3] for b in bars]

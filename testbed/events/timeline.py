@@ -1,7 +1,7 @@
 """Throughput and RTT over time while events change the lab: outage and recovery.
 
 :func:`run_timeline` measures from ``src`` to ``dst`` for ``duration_s``
-while a :class:`~testbed.events.Scheduler` fires the events:
+while a :class:`~testbed.events.scheduler.Scheduler` fires the events:
 
 * TCP: ``iperf3 -R`` with the client in ``dst`` and the server in ``src``,
   so the data flows ``src -> dst`` and the client's per-interval figures
@@ -66,7 +66,9 @@ from statistics import median
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from testbed.errors import InputError, RunError, TestbedError, ToolError
-from testbed.events import DISRUPTIVE, EventController, Scheduler, expand_events, parse_events
+from testbed.events.controller import EventController
+from testbed.events.model import DISRUPTIVE, expand_events, parse_events
+from testbed.events.scheduler import Scheduler
 from testbed.lab.node import Node
 from testbed.measure._common import positive_int, positive_number, require_tool, stop_process
 from testbed.measure.iperf import IperfServer
@@ -434,7 +436,7 @@ def run_timeline(lab, src: Union[str, Node], dst: Union[str, Node], duration_s: 
                  baseline_s: float = 2.0, congestion: Optional[str] = None) -> dict:
     """Throughput and RTT ``src -> dst`` every ``interval_s`` while ``events`` fire.
 
-    ``events``: a list of :class:`~testbed.events.Event` or their mappings.
+    ``events``: a list of :class:`~testbed.events.model.Event` or their mappings.
     ``congestion``: the TCP congestion control of the flow (iperf3 ``-C``;
     None: the hosts' default).
     Every change an event makes is undone before this returns or raises.

@@ -1,6 +1,6 @@
 """The picture of a timeline: throughput and RTT over time, the events marked.
 
-:func:`plot_timeline` draws the document :func:`testbed.measure.timeline.run_timeline`
+:func:`plot_timeline` draws the document :func:`testbed.events.timeline.run_timeline`
 returns (it reads that document only, so a saved run can be re-plotted):
 
 * top: TCP throughput per interval (a step line), the throughput outage of
@@ -9,7 +9,7 @@ returns (it reads that document only, so a saved run can be re-plotted):
 * both: a vertical line at each event's actual time, labelled.
 
 Built on ``matplotlib.figure.Figure`` with the Agg canvas, as
-:mod:`testbed.plots` does: no pyplot state, no display.
+:mod:`testbed.report.figures` makes them: no pyplot state, no display.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Union
 
 from matplotlib.figure import Figure
+
+from testbed.report.figures import new_figure, save_figure
 
 __all__ = ["plot_timeline", "timeline_figure"]
 
@@ -31,9 +33,7 @@ def _num(value: Any) -> bool:
 
 def timeline_figure(data: Dict[str, Any]) -> Figure:
     """The figure for one timeline document."""
-    from testbed.plots import _new_figure  # plots draws timelines through this module
-
-    figure = _new_figure(8.0, 5.6)
+    figure = new_figure(8.0, 5.6)
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     duration = data.get("duration_s") if _num(data.get("duration_s")) else None
 
@@ -89,6 +89,4 @@ def timeline_figure(data: Dict[str, Any]) -> Figure:
 
 def plot_timeline(data: Dict[str, Any], path: Union[str, Path]) -> Path:
     """Write the timeline PNG to ``path`` (atomically); returns the path."""
-    from testbed.plots import save_figure  # plots draws timelines through this module
-
     return save_figure(timeline_figure(data), path)

@@ -3,22 +3,23 @@
 Sections: a header (scenario, times, environment, delay backend, complete or
 not), one table per group of metrics with a column per variant -- and, with
 exactly two variants, a ratio column (second / first, e.g. transit / direct) --
-then collectives, the fidelity table of each variant, emulator health, errors,
+then each step kind's own section (collectives, training, storage, timeline:
+declared in :mod:`testbed.steps.registry`), egress cost, the fidelity table of each variant, emulator health, errors,
 and links to the plots. Anything missing or null prints as ``-``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from testbed.report.markdown import MISSING, cell, format_number, lookup, ratio, table, verdict_text
+from testbed.report.sections import cost_section
 from testbed.results import get_value, overall_verdict, write_text_atomic
+from testbed.steps.registry import STEPS
 
-__all__ = ["render_report", "write_report", "format_number", "METRIC_TABLES"]
-
-MISSING = "-"
+__all__ = ["render_report", "write_report", "METRIC_TABLES"]
 
 #: (section title, [(row label, dotted path in a variant), ...]); a row may list
 #: alternative paths separated by "|": the first one present is used.
@@ -72,62 +73,8 @@ METRIC_TABLES: Sequence[Tuple[str, Sequence[Tuple[str, str]]]] = (
 )
 
 
-def format_number(value: Any) -> str:
-    """A compact, stable rendering: ``-`` for missing, 3-4 significant digits."""
-    if value is None:
-        return MISSING
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return MISSING
-        size = abs(value)
-        if size == 0:
-            return "0"
-        if size >= 100:
-            return f"{value:.0f}"
-        if size >= 10:
-            return f"{value:.1f}"
-        if size >= 1:
-            return f"{value:.2f}"
-        return f"{value:.3g}"
-    return _cell(str(value))
-
-
-def _cell(text: str) -> str:
-    """Make text safe inside a markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _lookup(variant: Dict[str, Any], paths: str) -> Any:
-    for path in paths.split("|"):
-        value = get_value(variant, path)
-        if value is not None:
-            return value
-    return None
-
-
-def _ratio(first: Any, second: Any) -> str:
-    numbers = (int, float)
-    if isinstance(first, bool) or isinstance(second, bool):
-        return MISSING
-    if not isinstance(first, numbers) or not isinstance(second, numbers):
-        return MISSING
-    if first == 0 or not math.isfinite(first) or not math.isfinite(second):
-        return MISSING
-    return f"{second / first:.2f}x"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
 def _metric_tables(variants: List[Dict[str, Any]]) -> List[str]:
-    names = [_cell(str(v.get("name", f"variant {i}"))) for i, v in enumerate(variants)]
+    names = [cell(str(v.get("name", f"variant {i}"))) for i, v in enumerate(variants)]
     header = ["Metric", *names]
     with_ratio = len(variants) == 2
     if with_ratio:
@@ -136,12 +83,12 @@ def _metric_tables(variants: List[Dict[str, Any]]) -> List[str]:
     for title, rows in METRIC_TABLES:
         table_rows = []
         for label, paths in rows:
-            values = [_lookup(v, paths) for v in variants]
+            values = [lookup(v, paths) for v in variants]
             row = [label, *(format_number(value) for value in values)]
             if with_ratio:
-                row.append(_ratio(values[0], values[1]))
+                row.append(ratio(values[0], values[1]))
             table_rows.append(row)
-        out += [f"## {title}", "", *_table(header, table_rows), ""]
+        out += [f"## {title}", "", *table(header, table_rows), ""]
     return out
 
 
@@ -170,61 +117,21 @@ def _header(results: Dict[str, Any]) -> List[str]:
         facts.append(("Overrides", ", ".join(f"`{item}`" for item in results["overrides"])))
     if results.get("quick"):
         facts.append(("Quick mode", "yes (shortened measurements)"))
-    lines += [f"- **{key}:** {_cell(str(value))}" for key, value in facts]
+    lines += [f"- **{key}:** {cell(str(value))}" for key, value in facts]
     sysctls = results.get("host_sysctls") or {}
     if sysctls:
         lines += ["", "Host sysctls (every host namespace):", ""]
-        lines += _table(["sysctl", "value"], [[f"`{k}`", _cell(str(v))] for k, v in sysctls.items()])
+        lines += table(["sysctl", "value"], [[f"`{k}`", cell(str(v))] for k, v in sysctls.items()])
     return lines + [""]
-
-
-def _collectives(variants: List[Dict[str, Any]]) -> List[str]:
-    rows = []
-    for variant in variants:
-        for item in variant.get("collectives") or []:
-            rows.append(
-                [
-                    _cell(str(variant.get("name"))),
-                    *(
-                        format_number(item.get(key))
-                        for key in (
-                            "op",
-                            "algorithm",
-                            "ranks",
-                            "bytes",
-                            "time_us",
-                            "algbw_gbps",
-                            "busbw_gbps",
-                            "model_time_us",
-                            "correct",
-                        )
-                    ),
-                ]
-            )
-    if not rows:
-        return []
-    header = [
-        "Variant",
-        "Op",
-        "Algorithm",
-        "Ranks",
-        "Bytes",
-        "Time (us)",
-        "algbw (GB/s)",
-        "busbw (GB/s)",
-        "Model (us)",
-        "Correct",
-    ]
-    return ["## Collectives", "", *_table(header, rows), ""]
 
 
 def _fidelity(variants: List[Dict[str, Any]]) -> List[str]:
     out = ["## Fidelity", ""]
     for variant in variants:
-        name = _cell(str(variant.get("name")))
+        name = cell(str(variant.get("name")))
         checks = get_value(variant, "fidelity.checks") or []
         verdict = overall_verdict(variant)
-        out.append(f"### {name}: {_verdict(verdict) if verdict else 'not judged'}")
+        out.append(f"### {name}: {verdict_text(verdict) if verdict else 'not judged'}")
         out.append("")
         if not checks:
             out += ["No fidelity checks.", ""]
@@ -234,22 +141,16 @@ def _fidelity(variants: List[Dict[str, Any]]) -> List[str]:
             tolerance = check.get("tolerance")
             tol_text = f"{format_number(tolerance)}%" if isinstance(tolerance, (int, float)) else format_number(tolerance)
             row = [
-                _cell(str(check.get("metric", MISSING))),
+                cell(str(check.get("metric", MISSING))),
                 format_number(check.get("configured")),
                 format_number(check.get("measured")),
                 tol_text,
-                _verdict(check.get("verdict")),
+                verdict_text(check.get("verdict")),
             ]
-            row.append(_cell(str(check["detail"])) if check.get("detail") else "")
+            row.append(cell(str(check["detail"])) if check.get("detail") else "")
             rows.append(row)
-        out += _table(["Metric", "Configured", "Measured", "Tolerance", "Verdict", "Note"], rows) + [""]
+        out += table(["Metric", "Configured", "Measured", "Tolerance", "Verdict", "Note"], rows) + [""]
     return out
-
-
-def _verdict(verdict: Optional[str]) -> str:
-    if verdict in ("fail", "warn"):
-        return f"**{verdict.upper()}**"
-    return verdict or MISSING
 
 
 def _emulator(variants: List[Dict[str, Any]]) -> List[str]:
@@ -259,8 +160,8 @@ def _emulator(variants: List[Dict[str, Any]]) -> List[str]:
         for line in emulator.get("delay_lines") or []:
             rows.append(
                 [
-                    _cell(str(variant.get("name"))),
-                    _cell(str(line.get("node", MISSING))),
+                    cell(str(variant.get("name"))),
+                    cell(str(line.get("node", MISSING))),
                     format_number(line.get("link")),
                     format_number(line.get("direction")),
                     format_number(line.get("packets")),
@@ -272,7 +173,7 @@ def _emulator(variants: List[Dict[str, Any]]) -> List[str]:
     if not rows:
         return []
     header = ["Variant", "Node", "Link", "Direction", "Packets", "Dropped", "Late p99 (ms)", "CPU busy (%)"]
-    return ["## Emulator (userspace delay lines)", "", *_table(header, rows), ""]
+    return ["## Emulator (userspace delay lines)", "", *table(header, rows), ""]
 
 
 def _errors(results: Dict[str, Any], variants: List[Dict[str, Any]]) -> List[str]:
@@ -308,16 +209,16 @@ def render_report(
     base_dir: Optional[Union[str, Path]] = None,
 ) -> str:
     """Markdown for ``results``; plot links are relative to ``base_dir`` if given."""
-    from testbed import multicloud_report  # its sections use this module's helpers
-
     variants = [v for v in results.get("variants") or [] if isinstance(v, dict)]
     lines = _header(results)
     if not variants:
         lines += ["No variant produced results.", ""]
     else:
         lines += _metric_tables(variants)
-        lines += _collectives(variants)
-        lines += multicloud_report.sections(variants)
+        for step in STEPS.values():  # each step kind's own section (testbed.steps.registry)
+            if step.report_section is not None:
+                lines += step.report_section(variants)
+        lines += cost_section(variants)
         lines += _fidelity(variants)
         lines += _emulator(variants)
     lines += _errors(results, variants)

@@ -1,0 +1,27 @@
+"""``tcp``: iperf3 TCP throughput, retransmits and per-interval rate, at real scale."""
+
+from __future__ import annotations
+
+from testbed.measure import RUNNERS
+from testbed.measure.options import TcpOptions
+from testbed.scale import iperf_at_real_scale
+from testbed.steps.kind import StepContext, StepKind
+
+__all__ = ["STEP"]
+
+
+def _run(ctx: StepContext, options: TcpOptions) -> dict:
+    ctx.entry["tcp_started_s"] = ctx.since_up_s()  # the steady step counts from 'up'
+    data = RUNNERS["tcp"].run(ctx.src, ctx.dst, duration_s=options.duration_s, streams=options.streams,
+                              congestion=options.cc, window_bytes=options.window_bytes)
+    return iperf_at_real_scale(data, ctx.lab.scale)
+
+
+def _throughput(results):
+    from testbed.report.plots import throughput
+
+    return throughput(results)
+
+
+STEP = StepKind("tcp", TcpOptions, _run, check_tools=lambda: RUNNERS["tcp"].check(None),
+                plots=(("throughput.png", _throughput),))

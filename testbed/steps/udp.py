@@ -1,0 +1,21 @@
+"""``udp``: iperf3 UDP at a fixed offered rate: throughput, jitter, loss."""
+
+from __future__ import annotations
+
+from testbed.measure import RUNNERS
+from testbed.measure.options import UdpOptions
+from testbed.scale import iperf_at_real_scale
+from testbed.steps.kind import StepContext, StepKind
+
+__all__ = ["STEP"]
+
+
+def _run(ctx: StepContext, options: UdpOptions) -> dict:
+    scale = ctx.lab.scale
+    kwargs = {"bitrate_bps": max(1, int(options.bitrate_bps / scale)), "duration_s": options.duration_s}
+    if options.size_bytes:
+        kwargs["length_bytes"] = options.size_bytes
+    return iperf_at_real_scale(RUNNERS["udp"].run(ctx.src, ctx.dst, **kwargs), scale)
+
+
+STEP = StepKind("udp", UdpOptions, _run, check_tools=lambda: RUNNERS["udp"].check(None))
