@@ -18,11 +18,14 @@ from typing import List, Optional
 
 from testbed import __version__
 from testbed.errors import InputError, TestbedError
+from testbed.fields import check_sysctls
 from testbed.scale import check_scale
 
 __all__ = ["main", "build_parser"]
 
 LAB_SETTINGS = ("block", "backend", "seed", "scale")
+#: --set keys for the hosts' sysctls (as a scenario's host_sysctls): host.net.ipv4.tcp_rmem=...
+HOST_SETTINGS = ("host", "host_sysctls")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--name", default="lab1", help="lab name (default lab1)")
     u.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="LINK.FIELD=VALUE (link profile), PARAM=VALUE (topology parameter), "
-                        "block=CIDR, backend=auto|netem|userspace, scale=K (rates / K, see docs/collectives.md)")
+                        "block=CIDR, backend=auto|netem|userspace, seed=N (the delay lines' random seed), "
+                        "scale=K (rates / K, see docs/collectives.md), host.SYSCTL=VALUE (every host, "
+                        "as a scenario's host_sysctls, e.g. host.net.ipv4.tcp_rmem='4096 131072 16777216')")
     u.add_argument("--cli", action="store_true", help="open Mininet's CLI on the lab once it is up")
 
     e = sub.add_parser("exec", help="run a command on a lab host: testbed exec LAB HOST -- CMD ...")
@@ -142,13 +147,15 @@ def _split_up_overrides(topology: str, overrides: List[str]):
     for key, value in data.items():
         if key in LAB_SETTINGS:
             settings[key] = value
+        elif key in HOST_SETTINGS:
+            settings.setdefault("host_sysctls", {}).update(check_sysctls(value, key, source="--set"))
         elif key in params_allowed:
             params[key] = value
         elif isinstance(value, dict):
             links[key] = value
         else:
             raise InputError(
-                key, f"not a lab setting ({', '.join(LAB_SETTINGS)}), a parameter of "
+                key, f"not a lab setting ({', '.join(LAB_SETTINGS)}), host.SYSCTL, a parameter of "
                 f"{topology!r} ({', '.join(params_allowed) or 'none'}) or LINK.FIELD",
                 source="--set")
     return settings, params, links
@@ -166,7 +173,7 @@ def _cmd_up(args) -> int:
     settings, params, links = _split_up_overrides(args.topology, args.overrides)
     lab = Lab.create(args.topology, args.name, params=params, links=links,
                      block=settings.get("block"), backend=str(settings.get("backend", "auto")),
-                     seed=_seed(settings.get("seed", 0)),
+                     seed=_seed(settings.get("seed", 0)), host_sysctls=settings.get("host_sysctls"),
                      scale=check_scale(settings.get("scale", 1), "scale", source="--set"))
     print(f"lab {lab.name} up: {len(lab.node_names())} nodes, block {lab.block}, "
           f"delay backend {lab.backend}" + (f", rates scaled 1/{lab.scale:g}" if lab.scale != 1 else ""))
@@ -205,6 +212,10 @@ def _cmd_status(args) -> int:
     docs = {n: state.read_state(n) for n in names}
     rows = [Lab(n, doc).status() for n, doc in docs.items() if doc]
     orphans = teardown.orphan_labs()
+    if args.lab and not rows and args.lab not in orphans:
+        raise InputError("lab", _no_such_lab(args.lab, state.lab_names()))
+    if args.lab:
+        orphans = [o for o in orphans if o == args.lab]
     if args.json:
         print(json.dumps({"labs": rows, "orphans": orphans}, indent=1))
         return 0
@@ -222,6 +233,11 @@ def _cmd_status(args) -> int:
     if orphans:
         print(f"leftovers without state: {', '.join(orphans)} (remove with 'testbed clean')")
     return 0
+
+
+def _no_such_lab(name: str, known) -> str:
+    known = sorted(known)
+    return f"no lab named {name!r}" + (f" (labs: {', '.join(known)})" if known else " (no labs are up)")
 
 
 def _cmd_down(args) -> int:
@@ -242,6 +258,8 @@ def _cmd_clean(args) -> int:
     require_root()
     if args.lab:
         targets = [check_lab_name(args.lab, "lab")]
+        if state.read_state(args.lab) is None and args.lab not in teardown.orphan_labs():
+            raise InputError("lab", _no_such_lab(args.lab, state.lab_names()))
     else:
         docs = {n: state.read_state(n) for n in state.lab_names()}
         targets = [n for n, doc in docs.items()
@@ -287,12 +305,18 @@ def _cmd_collective(args) -> int:
     from testbed.lab.lab import Lab, require_root
 
     from testbed.collectives import ops
-    from testbed.collectives.algorithms import ALGORITHMS
+    from testbed.collectives.algorithms import ALGORITHMS, algorithms_for
 
     if args.op not in ops.OPS:
         raise InputError("op", f"unknown operation {args.op!r} (known: {', '.join(ops.OPS)})")
     if args.algo not in ALGORITHMS:
         raise InputError("algo", f"unknown algorithm {args.algo!r} (known: {', '.join(ALGORITHMS)})")
+    if args.algo not in algorithms_for(args.op):  # before a lab is made
+        raise InputError("algo", f"{args.algo} does not implement {args.op} "
+                         f"(algorithms for {args.op}: {', '.join(algorithms_for(args.op))})")
+    if args.lab and args.overrides:
+        raise InputError("set", "--set configures the lab 'testbed collective' makes; with --lab "
+                         f"{args.lab} runs on that lab as it is (change it with 'testbed up')")
     sizes = size_sweep(parse_size(args.minbytes, "minbytes"), parse_size(args.maxbytes, "maxbytes"),
                        factor=None if args.stepbytes else _positive("stepfactor", args.stepfactor),
                        step_bytes=parse_size(args.stepbytes, "stepbytes") if args.stepbytes else None)
@@ -418,6 +442,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("testbed: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # the reader went away (``testbed up ... | head -2``): no traceback, and no
+        # second error when Python flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a command killed by SIGPIPE
 
 
 if __name__ == "__main__":

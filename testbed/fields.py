@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Dict, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr
 
@@ -20,7 +20,7 @@ from testbed.units import parse_rate_bps, parse_size_bytes
 
 __all__ = [
     "StrictModel", "Name", "CCName", "ParamKey", "Plain", "SysctlKey", "SysctlValue",
-    "RateText", "SizeText", "DottedKey", "TopologyName",
+    "RateText", "SizeText", "DottedKey", "TopologyName", "flatten_sysctls", "check_sysctls",
 ]
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -141,3 +141,44 @@ class StrictModel(BaseModel):
 
 
 TopologyName = Annotated[StrictStr, AfterValidator(_check_topology)]
+
+
+def flatten_sysctls(value: Any) -> Any:
+    """Accept nested YAML (``net: {ipv4: {tcp_ecn: 1}}``) as dotted keys."""
+    if not isinstance(value, dict):
+        return value
+    flat: Dict[Any, Any] = {}
+
+    def walk(prefix: str, node: dict) -> None:
+        for key, item in node.items():
+            name = f"{prefix}.{key}" if prefix else key
+            if isinstance(item, dict) and isinstance(name, str):
+                walk(name, item)
+            elif name in flat:
+                raise ValueError(f"sysctl {name!r} is given twice")
+            else:
+                flat[name] = item
+
+    walk("", value)
+    return flat
+
+
+def check_sysctls(value: Any, field: str, source: Optional[str] = None) -> Dict[str, str]:
+    """Host sysctls as a scenario's ``host_sysctls`` takes them (nested or dotted keys).
+
+    InputError naming ``field.<key>`` for a key or value the kernel must not get.
+    """
+    try:
+        flat = flatten_sysctls(value)
+    except ValueError as exc:
+        raise InputError(field, str(exc), source=source) from exc
+    if not isinstance(flat, dict):
+        raise InputError(field, "give sysctls as KEY=VALUE, e.g. net.ipv4.tcp_rmem='4096 131072 16777216'",
+                         source=source)
+    out = {}
+    for key, item in flat.items():
+        try:
+            out[_check_sysctl_key(key)] = _sysctl_value(item)
+        except ValueError as exc:
+            raise InputError(f"{field}.{key}", str(exc), source=source) from exc
+    return out

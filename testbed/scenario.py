@@ -42,7 +42,7 @@ from pydantic import (
 
 from testbed.errors import InputError
 from testbed.fields import (
-    DottedKey, Name, ParamKey, Plain, StrictModel, SysctlKey, SysctlValue, TopologyName)
+    DottedKey, Name, ParamKey, Plain, StrictModel, SysctlKey, SysctlValue, TopologyName, flatten_sysctls)
 from testbed.overrides import apply_overrides, set_dotted
 from testbed.presets import load_presets
 from testbed.profile import resolve_link
@@ -124,26 +124,6 @@ class FidelityOptions(StrictModel):
     jitter_tolerance_pct: float = Field(30.0, gt=0, le=1000.0)
 
 
-def _flatten_sysctls(value: Any) -> Any:
-    """Accept nested YAML (``net: {ipv4: {tcp_ecn: 1}}``) as dotted keys."""
-    if not isinstance(value, dict):
-        return value
-    flat: Dict[Any, Any] = {}
-
-    def walk(prefix: str, node: dict) -> None:
-        for key, item in node.items():
-            name = f"{prefix}.{key}" if prefix else key
-            if isinstance(item, dict) and isinstance(name, str):
-                walk(name, item)
-            elif name in flat:
-                raise ValueError(f"sysctl {name!r} is given twice")
-            else:
-                flat[name] = item
-
-    walk("", value)
-    return flat
-
-
 class Variant(StrictModel):
     """One arm of the comparison: its own topology parameters and link overrides."""
 
@@ -172,7 +152,7 @@ class Scenario(StrictModel):
     topology: TopologyName
     params: Dict[ParamKey, Plain] = Field(default_factory=dict)
     links: Dict[Name, Plain] = Field(default_factory=dict)
-    host_sysctls: Annotated[Dict[SysctlKey, SysctlValue], BeforeValidator(_flatten_sysctls)] = Field(
+    host_sysctls: Annotated[Dict[SysctlKey, SysctlValue], BeforeValidator(flatten_sysctls)] = Field(
         default_factory=dict
     )
     endpoints: Optional[Endpoints] = None

@@ -1,4 +1,4 @@
-"""pair: the smallest lab -- hosts h1 and h2 joined by one shaped link.
+"""pair: the smallest lab -- hosts h1 and h2 joined by one link (unshaped unless you set its profile).
 
 The link's profile is named ``link``; set it with
 ``testbed up pair --name lab1 --set link.rate=500Mbit --set link.delay=20ms``.

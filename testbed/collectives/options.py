@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Dict, List, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from testbed.fields import SizeText, StrictModel
 from testbed.units import parse_size_bytes
@@ -28,6 +28,15 @@ class CollectiveOptions(StrictModel):
     order: Literal["topology", "naive"] = "topology"
     protocol: Literal["eager", "rendezvous"] = "eager"
     window: int = Field(2, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _algorithm_implements_op(self) -> "CollectiveOptions":
+        from testbed.collectives.algorithms import algorithms_for
+
+        if self.algorithm not in algorithms_for(self.op):
+            raise ValueError(f"{self.algorithm} does not implement {self.op} "
+                             f"(algorithms for {self.op}: {', '.join(algorithms_for(self.op))})")
+        return self
 
     def sizes_bytes(self) -> List[int]:
         return [parse_size_bytes(s, f"measure.collective.sizes.{i}") for i, s in enumerate(self.sizes)]
