@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import List, Optional
 
@@ -224,7 +225,10 @@ def _cmd_status(args) -> int:
     for row in rows:
         owner = "persistent" if not row["owner"] else (
             f"run pid {row['owner']['pid']}" + ("" if row["owner_alive"] else " (gone: stale)"))
-        health = "healthy" if row["healthy"] else "BROKEN"
+        health = "healthy" if row["healthy"] else (
+            "still being created" if row["status"] == "creating" and row["owner_alive"]
+            else "INCOMPLETE (its creation was cut short: 'testbed clean')" if row["status"] == "creating"
+            else "BROKEN")
         lines = ", ".join(f"{d['netns'].rsplit('.', 1)[-1]}{'' if d['alive'] else ' DEAD'}"
                           for d in row["delay_lines"]) or "none"
         print(f"{row['lab']}: {row['topology']}, {row['nodes']} nodes, {row['block']}, "
@@ -432,10 +436,23 @@ COMMANDS = {
 }
 
 
+def _run_command(args) -> int:
+    """The command; for those that build labs, SIGTERM tears a half-built lab down as Ctrl-C does."""
+    global _MAIN_PID
+    if args.command not in ("up", "collective") or threading.current_thread() is not threading.main_thread():
+        return COMMANDS[args.command](args)
+    _MAIN_PID = os.getpid()
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        return COMMANDS[args.command](args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        return _run_command(args)
     except TestbedError as exc:
         sys.stderr.write(f"testbed: error: {exc}\n")
         return exc.exit_code

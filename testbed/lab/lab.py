@@ -105,6 +105,7 @@ class Lab:
             owner = {"pid": owner_pid, "start": procs.start_time(owner_pid)}
         doc = {
             "lab": name, "status": "creating", "created_at": _now(), "owner": owner,
+            "creator": {"pid": os.getpid(), "start": procs.start_time(os.getpid())},
             "topology": topology, "params": dict(params or {}), "block": block,
             "backend": delay_backend.name, "host_sysctls": sysctls, "scale": scale,
             "plan": plan.to_dict(), "procs": [],
@@ -226,7 +227,8 @@ class Lab:
             "delay_lines": [{"netns": d["netns"], "alive": d["alive"],
                              "queues": len(d.get("queues", []))} for d in lines],
             "guard_dropped_packets": guard.dropped(self.name),
-            "healthy": not missing and all(d["alive"] for d in lines),
+            # a lab still being built (or whose build was cut short) is never healthy
+            "healthy": self.doc.get("status") == "up" and not missing and all(d["alive"] for d in lines),
         }
 
     def destroy(self) -> dict:

@@ -112,8 +112,16 @@ def orphan_labs() -> List[str]:
 
 
 def owner_alive(doc: Optional[dict]) -> bool:
-    """True if the lab has no owner (a persistent lab) or its owner still runs."""
-    owner = (doc or {}).get("owner")
+    """True if the lab has no owner (a persistent lab) or its owner still runs.
+
+    A lab still ``creating`` belongs to the process creating it (its
+    ``creator``): once that is gone the half-built lab is debris.
+    """
+    doc = doc or {}
+    creator = doc.get("creator")
+    if doc.get("status") == "creating" and creator and not procs.is_alive(creator["pid"], creator["start"]):
+        return False
+    owner = doc.get("owner")
     if not owner:
         return True
     return procs.is_alive(owner["pid"], owner["start"])
