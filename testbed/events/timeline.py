@@ -34,8 +34,9 @@ and ``t_next`` the next action's (or the end of the step):
 * ``throughput_mbps`` / ``rtt_ms`` ``before`` (median over
   ``[t_e - baseline_s, t_e)``), ``during`` (``[t_e, t_next)``) and ``after``
   (``[t_next, t_next + baseline_s)``);
-* ``outage_s``: the longest run of zero-throughput intervals (below
-  ``zero_below_mbps``, 5 % of the series' 90th percentile) that overlaps
+* ``outage_s``: the longest run of intervals in which no byte arrived
+  (``zero_below_mbps`` is 0: a slower working path, such as a transit
+  backup after a failover, is never counted as an outage) that overlaps
   ``[t_e, t_next)``, counted from ``t_e`` at the earliest to the run's true
   end (``outage_start_s``, ``outage_end_s``); ``probe_outage_s`` the same
   with lost probes (from the first lost probe's send to the next answered
@@ -83,7 +84,7 @@ DEFAULT_SETUP_S = 0.03
 CONNECT_POLL_S = 0.002
 END_GRACE_S = 10.0
 PING_TAIL_S = 1.0  # probes keep going this long past the end, so the last ones can answer
-ZERO_FRACTION = 0.05
+NO_BYTES_MBPS = 0.0  # an interval at or below this carried nothing: an outage
 POLL_S = 0.05
 RESTART_CONNECT_TIMEOUT_MS = 1000
 
@@ -272,9 +273,7 @@ def analyse(throughput: Sequence[dict], probes: Sequence[dict], records: Sequenc
     ``records`` are the scheduler's (``kind``, ``actual_s`` ...); returns
     ``{"zero_below_mbps": x, "events": [...]}``.
     """
-    values = sorted(s["mbps"] for s in throughput)
-    p90 = values[min(len(values) - 1, int(0.9 * len(values)))] if values else 0.0
-    zero_below = round(ZERO_FRACTION * p90, 3)
+    zero_below = NO_BYTES_MBPS  # no bytes, whatever the old path's rate was
     zruns = zero_runs(throughput, zero_below)
     lruns = lost_runs(probes)
     fired = sorted((r for r in records if "error" not in r), key=lambda r: r["actual_s"])

@@ -161,13 +161,28 @@ def _record(kind, at, event=0, link="l"):
             "planned_s": at, "actual_s": at}
 
 
+def test_a_slower_working_backup_path_is_not_an_outage():
+    """Issue 17 (8h): 1 Gbit/s direct, cut and failed over to a transit carrying 20-40 Mbit/s.
+
+    Before, the zero line was 5 % of the direct link's p90 (50 Mbit/s), more than
+    transit carries: six seconds of transit traffic were reported as an outage.
+    """
+    values = [1000] * 20 + [0] * 5 + [20, 35, 40, 25, 30] * 12  # cut at 2.0, failover at 2.5
+    out = analyse(_series(values), [], [_record("link_down", 2.0), _record("failover", 2.5)], 8.5)
+    cut, failover = out["events"]
+    assert cut["outage_s"] == pytest.approx(0.5)
+    assert (cut["outage_start_s"], cut["outage_end_s"]) == (2.0, 2.5)
+    assert failover["outage_s"] == 0.0 or failover["outage_s"] is None
+    assert failover["throughput_mbps"]["during"] == 30.0
+
+
 def test_link_down_then_up_outage_and_recovery():
     # 200 Mbit/s; cut at 2.0, up at 4.0, TCP back at 5.3 (RTO backoff), steady again
     values = [200] * 20 + [0] * 33 + [80] + [200] * 26
     probes = [{"t_s": 0.05 * i, "seq": i, "rtt_ms": None if 2.0 <= 0.05 * i < 4.05 else 4.0}
               for i in range(160)]
     out = analyse(_series(values), probes, [_record("link_down", 2.0), _record("link_up", 4.0)], 8.0)
-    assert out["zero_below_mbps"] == 10.0  # 5 % of the 90th percentile (200)
+    assert out["zero_below_mbps"] == 0.0  # an outage is no bytes at all
     (a,) = out["events"]
     assert a["kind"] == "link_down" and a["window_end_s"] == 4.0
     assert (a["outage_start_s"], a["outage_end_s"], a["outage_s"]) == (2.0, 5.3, 3.3)
