@@ -111,7 +111,8 @@ def checks(pred: dict, variant: dict, tolerances: dict, window_bytes: Optional[i
         if late is None:
             continue
         ok = late <= LATE_WARN_MS
-        out.append(_check(f"delay_line_late_p99_ms[{line['link']}:{line['direction']}]", 0.0,
+        wire = line.get("node") or line.get("netns") or "?"  # the link's wire namespace, e.g. _w5
+        out.append(_check(f"delay_line_late_p99_ms[{line['link']} {wire}:{line['direction']}]", 0.0,
                           round(late, 3), LATE_WARN_MS, "pass" if ok else "warn",
                           "" if ok else "the delay line fell behind: the machine could not keep up"))
     return out

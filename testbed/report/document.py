@@ -73,6 +73,17 @@ METRIC_TABLES: Sequence[Tuple[str, Sequence[Tuple[str, str]]]] = (
 )
 
 
+#: what a row means where its label cannot say it all (printed under its table)
+ROW_NOTES = {
+    "Lab up (s)": "Lab up: seconds from the start of `testbed up` until every interface was up "
+                  "and every bridge port forwarding.",
+    "Up to first packet (s)": "Up to first packet: from the start of `up` until the first ping "
+                              "crossed from source to destination (time to connectivity).",
+    "Up to steady throughput (s)": "Up to steady throughput: from the start of `up` until TCP "
+                                   "throughput stayed within the steady step's tolerance.",
+}
+
+
 def _metric_tables(variants: List[Dict[str, Any]]) -> List[str]:
     names = [cell(str(v.get("name", f"variant {i}"))) for i, v in enumerate(variants)]
     header = ["Metric", *names]
@@ -84,12 +95,47 @@ def _metric_tables(variants: List[Dict[str, Any]]) -> List[str]:
         table_rows = []
         for label, paths in rows:
             values = [lookup(v, paths) for v in variants]
+            if all(value is None for value in values):
+                continue  # a step no variant ran: no row of dashes
             row = [label, *(format_number(value) for value in values)]
             if with_ratio:
                 row.append(ratio(values[0], values[1]))
             table_rows.append(row)
+        if not table_rows:
+            continue
         out += [f"## {title}", "", *table(header, table_rows), ""]
+        notes = [note for label, note in ROW_NOTES.items() if any(r[0] == label for r in table_rows)]
+        if notes:
+            out += [f"- {note}" for note in notes] + [""]
     return out
+
+
+#: profile fields shown in the links table, in this order
+_LINK_FIELDS = ("rate", "delay", "jitter", "loss", "queue", "mtu")
+
+
+def _links(variants: List[Dict[str, Any]]) -> List[str]:
+    """The configured profile of every link, per direction (forward = the link's first node -> second)."""
+    rows = []
+    for variant in variants:
+        for name, profile in (variant.get("links") or {}).items():
+            if not isinstance(profile, dict):
+                continue
+            if "forward" in profile or "reverse" in profile:
+                directions = [(d, profile.get(d) or {}) for d in ("forward", "reverse")]
+            else:
+                directions = [("both", profile)]
+            for direction, fields in directions:
+                extra = {k: v for k, v in fields.items() if k not in _LINK_FIELDS}
+                rows.append([cell(str(variant.get("name"))), cell(str(name)), direction,
+                             *(format_number(fields.get(k)) if fields.get(k) is not None
+                               else ("unshaped" if k == "rate" else MISSING) for k in _LINK_FIELDS),
+                             cell(", ".join(f"{k} {v}" for k, v in extra.items()))])
+    if not rows:
+        return []
+    return ["## Links as configured", "",
+            *table(["Variant", "Link", "Direction", "Rate", "Delay", "Jitter", "Loss", "Queue", "MTU", "Other"],
+                   rows), ""]
 
 
 def _header(results: Dict[str, Any]) -> List[str]:
@@ -214,6 +260,7 @@ def render_report(
     if not variants:
         lines += ["No variant produced results.", ""]
     else:
+        lines += _links(variants)
         lines += _metric_tables(variants)
         for step in STEPS.values():  # each step kind's own section (testbed.steps.registry)
             if step.report_section is not None:

@@ -63,7 +63,10 @@ def summary_table(results: Dict[str, Any]) -> Table:
 
 def print_summary(results: Dict[str, Any], console: Optional[Console] = None) -> None:
     """Print the summary table (and the count of errors, if any)."""
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a pipe or a file: wide enough that no header is cut
+            console = Console(width=max(console.width, 160))
     console.print(summary_table(results))
     errors = len(results.get("errors") or []) + sum(len(v.get("errors") or []) for v in results.get("variants") or [])
     if errors:

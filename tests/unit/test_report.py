@@ -251,3 +251,62 @@ def test_summary_marks_incomplete_and_missing(sample):
     assert "direct-interconnect (incomplete)" in out
     row = next(line for line in out.splitlines() if "direct-interconnect" in line)
     assert row.split()[-1] == "-"  # no fidelity verdict
+
+
+# --------------------------------------------------- readability (issue 17, 8i)
+
+
+def test_rows_of_a_step_no_variant_ran_are_left_out(sample):
+    for variant in sample["variants"]:
+        variant.pop("udp", None)
+    text = render_report(sample)
+    assert "UDP throughput" not in text and "UDP loss" not in text
+    assert "TCP throughput (Mbit/s)" in text  # the rest of its table stays
+
+
+def test_a_table_whose_steps_all_missed_is_left_out(sample):
+    for variant in sample["variants"]:
+        variant.pop("path", None)
+    assert "## Path" not in render_report(sample)
+
+
+def test_the_configured_links_are_shown_per_direction(sample):
+    sample["variants"][0]["links"]["asym"] = {"forward": {"rate": "1Gbit", "delay": "5ms"},
+                                              "reverse": {"rate": None, "delay": "7ms"}}
+    text = render_report(sample)
+    assert "## Links as configured" in text
+    row = _row(text, sample["variants"][0]["name"])  # first row of the links table
+    assert row[1] == "site-fabric" and row[2] == "both" and row[3] == "10Gbit"
+    asym = [line for line in text.splitlines() if "| asym |" in line]
+    assert len(asym) == 2 and "| forward | 1Gbit | 5ms |" in asym[0] and "| reverse | unshaped | 7ms |" in asym[1]
+
+
+def test_lab_up_and_steady_rows_are_explained(sample):
+    sample["variants"][0]["lab"] = {"up_s": 1.2}
+    sample["variants"][0]["time_to_steady_from_up_s"] = 4.5
+    text = render_report(sample)
+    assert "- Lab up: seconds from the start of `testbed up`" in text
+    assert "- Up to steady throughput: from the start of `up`" in text
+
+
+def test_print_summary_to_a_pipe_chooses_a_width_that_keeps_the_header(sample, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")  # what a narrow pipe (CI's log) gives rich
+    print_summary(sample)  # pytest captures stdout: not a terminal
+    out = capsys.readouterr().out
+    assert "Fidelity" in out and "Fideli\n" not in out
+
+
+def test_delay_line_lateness_checks_name_their_wire():
+    from testbed import fidelity
+
+    variant = {"emulator": {"delay_lines": [
+        {"link": "transit-hop", "node": "_w5", "direction": "forward", "late_p99_ms": 0.2},
+        {"link": "transit-hop", "node": "_w6", "direction": "forward", "late_p99_ms": 2.0}]}}
+    pred = {"rtt_ms": 0.0, "owd_forward_ms": 0.0, "jitter_forward_ms": 0.0, "bottleneck_bps": None,
+            "path_mtu": 1500, "loss_pct": 0.0, "hops": 1}
+    names = [c["metric"] for c in fidelity.checks(pred, variant, {"rtt_tolerance_pct": 10,
+                                                                  "throughput_tolerance_pct": 15,
+                                                                  "jitter_tolerance_pct": 30})]
+    late = [n for n in names if n.startswith("delay_line_late")]
+    assert late == ["delay_line_late_p99_ms[transit-hop _w5:forward]",
+                    "delay_line_late_p99_ms[transit-hop _w6:forward]"]
