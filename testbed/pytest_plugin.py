@@ -31,6 +31,7 @@ is imported until a test uses the fixture, a marker or a helper.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import os
 from typing import Any, Dict, List, Mapping, Optional, Union
@@ -231,18 +232,19 @@ def measure_step(made, kind: str, src=None, dst=None, **options: Any):
 
     from testbed import runner
     from testbed.errors import InputError
+    from testbed.scenario import validation_error
     from testbed.steps.registry import STEPS
 
     measuring = [k for k, step in STEPS.items() if step.measures]
     if kind not in measuring:
-        raise InputError("measure", f"unknown measurement {kind!r} (known: {', '.join(measuring)})")
+        close = difflib.get_close_matches(str(kind), measuring, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise InputError("measure", f"unknown measurement step {kind!r} (known: {', '.join(measuring)}){hint}")
     try:
         opts = STEPS[kind].options.model_validate(options)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise InputError(f"measure.{kind}" + (f".{where}" if where else ""),
-                         str(first.get("msg", "invalid value"))) from exc
+        # worded as 'testbed run' words the same field of a scenario
+        raise validation_error(exc, None, ("measure", kind)) from exc
     if STEPS[kind].whole_lab:
         if src is not None or dst is not None:
             raise InputError(f"measure.{kind}", f"a {kind} step runs between all the lab's "

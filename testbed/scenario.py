@@ -62,6 +62,7 @@ __all__ = [
     "parse_scenario",
     "list_scenarios",
     "read_yaml",
+    "validation_error",
 ]
 
 
@@ -320,8 +321,13 @@ def _message(error: Dict[str, Any]) -> str:
     return message
 
 
-def _translate(exc: ValidationError, source: Optional[str]) -> InputError:
-    errors = exc.errors()
+def validation_error(exc: ValidationError, source: Optional[str], prefix: Tuple[Any, ...] = ()) -> InputError:
+    """The first error of ``exc`` as an InputError naming the dotted field, worded as for a scenario.
+
+    ``prefix`` is where the validated model sits in a scenario (``("measure", "tcp")``):
+    fields are named from the scenario's top and unknown keys get a did-you-mean.
+    """
+    errors = [{**error, "loc": tuple(prefix) + tuple(error.get("loc", ()))} for error in exc.errors()]
     first = errors[0]
     message = _message(first).splitlines()[0]
     if len(errors) > 1:
@@ -380,13 +386,13 @@ def parse_scenario(
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise _translate(exc, source) from exc
+        raise validation_error(exc, source) from exc
     _check_cross_fields(scenario, topologies, source)
     for index, variant in enumerate(scenario.variants):
         try:
             timeline = scenario.variant_measure(index).timeline
         except ValidationError as exc:
-            err = _translate(exc, source)
+            err = validation_error(exc, source)
             raise InputError(f"variants.{index}.measure.{err.field}", err.message, source=source) from exc
         if timeline is not None:
             try:
