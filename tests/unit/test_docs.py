@@ -351,3 +351,14 @@ def test_every_docs_page_is_linked_from_the_index():
             assert f"]({page.name})" in index, f"docs/index.md does not link {page.name}"
     assert "](docs/index.md)" in README.read_text() or all(
         f"](docs/{p.name})" in README.read_text() for p in DOCS.glob("*.md") if p.name != "index.md")
+
+
+def test_every_shipped_scenario_is_in_the_scenarios_table():
+    """docs/scenarios.md's shipped-scenarios table lists every file in scenarios/ (issue 17, 8k)."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "scenarios.md").read_text()
+    table = text[text.index("## Shipped scenarios"):]
+    listed = {line.split("|")[1].strip().strip("`") for line in table.splitlines()
+              if line.startswith("| `")}
+    shipped = {p.stem for p in (root / "scenarios").glob("*.yaml")}
+    assert listed == shipped
