@@ -72,6 +72,11 @@ def _labs_present() -> Dict[str, Set[str]]:
     for name in helpers.netns_names():
         if name.startswith("tb.") and "." in name[3:]:
             labs.setdefault(name[3:].split(".")[0], set()).add("namespace")
+    etc_netns = Path("/etc/netns")  # per-lab hosts links (testbed/lab/hostsfile.py)
+    if etc_netns.is_dir():
+        for entry in etc_netns.iterdir():
+            if entry.name.startswith("tb.") and "." in entry.name[3:]:
+                labs.setdefault(entry.name[3:].split(".")[0], set()).add("/etc/netns entry")
     if helpers.STATE_DIR.is_dir():
         for entry in helpers.STATE_DIR.iterdir():
             if entry.is_dir() and not entry.name.startswith("."):

@@ -19,7 +19,7 @@ import os
 from typing import Dict, List, Mapping, Optional
 
 from testbed.errors import EnvironmentProblem, InputError
-from testbed.lab import addressing, build, guard, procs, state, teardown
+from testbed.lab import addressing, build, guard, hostsfile, procs, state, teardown
 from testbed.lab.naming import check_lab_name
 from testbed.lab.node import Node
 from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan, make_plan
@@ -128,6 +128,7 @@ class Lab:
             build.create_links(plan)
             build.configure_nodes(plan, host_gso_max_bytes(_slowest_rate_bps(plan, scale), _min_mtu(plan)))
             _shape(plan, delay_backend, scale)
+            hostsfile.install(plan, lab_dir)  # names resolve with 'ip netns exec' (testbed exec)
             if delay_backend.name == "userspace":
                 delay_backend.start(plan, lab_dir, records, seed=seed)
             doc["ready_after_s"] = round(build.wait_ready(plan), 3)

@@ -16,7 +16,7 @@ import signal
 import time
 from typing import Dict, List, Optional, Tuple
 
-from testbed.lab import build, guard, procs, state
+from testbed.lab import build, guard, hostsfile, procs, state
 from testbed.lab.naming import NETNS_PREFIX, lab_of_netns
 
 __all__ = ["teardown", "lab_namespaces", "pids_in_namespaces", "orphan_labs"]
@@ -99,6 +99,7 @@ def teardown(lab: str) -> dict:
     for name in names:
         build.remove_namespace(name)
     guard.remove(lab, doc.get("block"))
+    hostsfile.remove(lab)
     state.remove_lab_dir(lab)
     return {"lab": lab, "namespaces": len(names), "processes": len(records) + len(strays)}
 
@@ -108,6 +109,7 @@ def orphan_labs() -> List[str]:
     known = set(state.lab_names())
     seen = {lab_of_netns(n) for n in build.list_namespaces() if n.startswith(NETNS_PREFIX)}
     seen |= {c[len("TB-"):] for c in guard.chains()}
+    seen |= {lab_of_netns(n) for n in hostsfile.leftovers()}
     return sorted(l for l in seen if l and l not in known)
 
 
