@@ -25,6 +25,8 @@ __all__ = [
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _TOPOLOGY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# an out-of-tree topology: path/to/mytopo.py or path/to/mytopo.py:name (as mn --custom)
+_TOPOLOGY_FILE_RE = re.compile(r"^[A-Za-z0-9_./+-]{1,4000}\.py(:[A-Za-z0-9_-]{1,64})?$")
 _PARAM_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 _SYSCTL_KEY_RE = re.compile(r"^net(\.[a-z0-9_]+)(\.[a-z0-9_-]+)+$")
 _SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_ .:,-]{1,256}$")
@@ -48,8 +50,9 @@ def _check_name(value: str) -> str:
 
 
 def _check_topology(value: str) -> str:
-    if not _TOPOLOGY_RE.match(value):
-        raise ValueError(f"invalid topology name {value!r}: use a-z, 0-9, '-' and '_'")
+    if not _TOPOLOGY_RE.match(value) and not _TOPOLOGY_FILE_RE.match(value):
+        raise ValueError(f"invalid topology name {value!r}: use a-z, 0-9, '-' and '_', "
+                         "or a topology file path/to/mytopo.py[:name]")
     return value
 
 

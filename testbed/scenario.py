@@ -344,7 +344,7 @@ def _check_links(scenario: Scenario, presets: Any, source: Optional[str]) -> Non
 
 
 def _check_cross_fields(scenario: Scenario, topologies: Optional[Collection[str]], source: Optional[str]) -> None:
-    if topologies is not None and scenario.topology not in topologies:
+    if topologies is not None and scenario.topology not in topologies and not _is_file(scenario.topology):
         known = ", ".join(sorted(topologies)) or "none"
         raise InputError("topology", f"unknown topology {scenario.topology!r} (known: {known})", source=source)
     first_index: Dict[str, int] = {}
@@ -374,6 +374,20 @@ def _check_cost(value: Dict[str, Any], source: Optional[str]):
     return cost.parse_config(body, "cost", source), daily
 
 
+def _is_file(topology: str) -> bool:
+    return topology.endswith(".py") or ".py:" in topology
+
+
+def _topology_from(data: Any, source: Optional[str]) -> Any:
+    """A topology file named relative to the scenario file is taken from the scenario's folder."""
+    if not (isinstance(data, dict) and isinstance(data.get("topology"), str) and _is_file(data["topology"])):
+        return data
+    path = data["topology"]
+    if source is None or path.startswith("/"):
+        return data
+    return {**data, "topology": str(Path(source).resolve().parent / path)}
+
+
 def parse_scenario(
     data: Any,
     source: Optional[str] = None,
@@ -383,6 +397,7 @@ def parse_scenario(
     """Validate an already-parsed scenario document (a dict)."""
     if not isinstance(data, dict):
         raise InputError("<top>", "a scenario must be a YAML mapping", source=source)
+    data = _topology_from(data, source)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:

@@ -27,7 +27,7 @@ from testbed.scale import check_scale, scaled_profile
 from testbed.shaping import backends
 from testbed.shaping.htb import apply_egress, host_gso_max_bytes
 from testbed.shaping.userspace import check_alive, read_stats
-from testbed.topologies import build_topology
+from testbed.topologies import build_topology, canonical_topology
 
 __all__ = ["Lab", "require_root"]
 
@@ -86,6 +86,7 @@ class Lab:
         # 1. validate everything before touching the machine
         # (input errors -- exit 2 -- come before environment checks -- exit 3)
         check_lab_name(name)
+        topology = canonical_topology(topology)  # a topology file: its absolute path is kept
         topo = build_topology(topology, params or {})
         sysctls = _check_sysctls(host_sysctls or {})
         scale = check_scale(scale)

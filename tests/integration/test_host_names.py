@@ -47,3 +47,32 @@ def test_testbed_exec_pings_a_host_by_name(two_clouds):
                           capture_output=True, text=True, timeout=30, env=helpers.subprocess_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"({two_clouds.node('gcp-h1').ip})" in proc.stdout
+
+
+def test_up_takes_a_topology_file_like_mn_custom(tmp_path, capsys):
+    """``testbed up path/to/mytopo.py:name`` (issue 17, item 6), its link shaped from --set."""
+    from testbed import cli
+
+    path = tmp_path / "mytopo.py"
+    path.write_text(
+        "from mininet.topo import Topo\n\n"
+        "class Duo(Topo):\n"
+        "    def build(self):\n"
+        "        self.addHost('left', site='a')\n"
+        "        self.addHost('right', site='b')\n"
+        "        self.addLink('left', 'right', link='wan')\n\n"
+        "topos = {'duo': Duo}\n")
+    name = "it-custom"
+    assert cli.main(["up", f"{path}:duo", "--name", name, "--set", "wan.delay=5ms"]) == 0
+    try:
+        lab = Lab.attach(name)
+        assert lab.doc["topology"] == f"{path}:duo"
+        out = subprocess.run(["ip", "netns", "exec", lab.node("left").netns, "ping", "-n", "-c", "3",
+                              "-i", "0.2", "right"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stdout + out.stderr
+        rtts = [float(part.split("=")[1]) for line in out.stdout.splitlines()
+                for part in line.split() if part.startswith("time=")]
+        assert len(rtts) == 3 and min(rtts) >= 10.0, rtts  # 5 ms each way
+    finally:
+        assert cli.main(["down", name]) == 0
+    capsys.readouterr()
