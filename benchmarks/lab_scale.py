@@ -2,7 +2,7 @@
 
 Run as root from the repository root::
 
-    /tmp/venv/bin/python benchmarks/lab_scale.py [--hosts 256,1024] [--skip-mininet-above 1024]
+    python benchmarks/lab_scale.py [--hosts 256,1024] [--per-site 256,512] [--skip-mininet-above 1024]
 
 For each size N, in the same run:
 
@@ -41,8 +41,13 @@ LAB_NAME = "bench-scale"
 TARGETS_S = {256: 3.0, 1023: 12.0, 1024: 12.0}
 
 
-def time_testbed(hosts: int) -> Tuple[float, float]:
-    """(up_s, down_s) of a ``star`` lab with ``hosts`` hosts."""
+#: (hosts per site) -> target for a two-clouds lab (2 sites, direct), up + down in seconds
+TWO_CLOUDS_TARGETS_S = {256: 6.0}
+
+
+def time_testbed(hosts: int, topology: str = "star") -> Tuple[float, float]:
+    """(up_s, down_s) of a ``star`` lab with ``hosts`` hosts, or a ``two-clouds`` lab with
+    ``hosts`` per site."""
     from testbed.lab import teardown
     from testbed.lab.lab import Lab
 
@@ -50,7 +55,8 @@ def time_testbed(hosts: int) -> Tuple[float, float]:
     start = time.monotonic()
     lab = None
     try:
-        lab = Lab.create("star", name=LAB_NAME, params={"hosts": hosts})
+        params = {"hosts": hosts} if topology == "star" else {"hosts_per_site": hosts}
+        lab = Lab.create(topology, name=LAB_NAME, params=params)
         up = time.monotonic() - start
         start = time.monotonic()
         lab.destroy()
@@ -107,6 +113,8 @@ def time_mininet(hosts: int) -> Tuple[float, float]:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hosts", default="256,1024", help="sizes, comma separated (1..4096)")
+    ap.add_argument("--per-site", default="256,512",
+                    help="two-clouds hosts per site, comma separated (1..999; '' to skip)")
     ap.add_argument("--skip-mininet-above", type=int, default=1024,
                     help="run Mininet only for sizes up to this (default 1024)")
     args = ap.parse_args(argv)
@@ -120,6 +128,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         tb = time_testbed(n)
         mn = time_mininet(n) if n <= args.skip_mininet_above else None
         rows.append((n, tb, mn))
+    per_site = [int(s) for s in args.per_site.split(",") if s.strip()]
+    sites_rows = [(n, time_testbed(n, "two-clouds")) for n in per_site]
     load_after = os.getloadavg()
 
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -141,6 +151,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             print(f"{n:5d}  {'Mininet LinuxBridge':18} skipped (--skip-mininet-above "
                   f"{args.skip_mininet_above})")
+    for n, (up, down) in sites_rows:
+        target = TWO_CLOUDS_TARGETS_S.get(n)
+        tgt = f"{target:8.1f}" if target else f"{'-':>8}"
+        verdict = "" if target is None else ("  ok" if up + down <= target else "  over target")
+        print(f"{2 * n:5d}  {f'two-clouds 2x{n}':18} {up:7.2f} {down:7.2f} {up + down:8.2f} {tgt} "
+              f"{'-':>15}{verdict}")
     return 0
 
 

@@ -30,8 +30,9 @@ from mininet.topo import Topo
 
 PATH_TYPES = ("direct", "transit", "vpn", "direct+transit", "none")
 GPU_TYPES = ("H100", "A100", "L40S", "V100", "T4")
-SITE_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")  # "<site>-h99" must fit a 9-character node name
+SITE_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")  # "<site>-h99" fits a 9-character node name (fewer for more hosts)
 PRESET = {"direct": "direct-interconnect", "vpn": "vpn-tunnel"}
+MAX_HOSTS_PER_SITE = 999  # one site switch: a Linux bridge takes at most 1023 ports
 
 
 def _count(value, low, high):
@@ -114,8 +115,8 @@ class MultiCloudTopo(Topo):
         sites = check_sites(sites)
 
         def check_hosts(site, n):
-            if not _count(n, 1, 99):
-                raise ValueError(f"hosts_per_site: {site}: must be an integer from 1 to 99")
+            if not _count(n, 1, MAX_HOSTS_PER_SITE):
+                raise ValueError(f"hosts_per_site: {site}: must be an integer from 1 to {MAX_HOSTS_PER_SITE}")
 
         def check_gpu(site, gpu):
             if gpu not in GPU_TYPES:

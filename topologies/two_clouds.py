@@ -21,6 +21,7 @@ Also a plain Mininet topology:
 from mininet.topo import Topo
 
 PATHS = ("direct", "transit")
+MAX_HOSTS_PER_SITE = 999
 
 
 def _count(value, low, high):
@@ -34,8 +35,9 @@ class TwoCloudsTopo(Topo):
     def build(self, hosts_per_site=1, path="direct", transit_hops=4, sites=("cw", "gcp")):
         if path not in PATHS:
             raise ValueError(f"path must be one of {', '.join(PATHS)}, not {path!r}")
-        if not _count(hosts_per_site, 1, 99):
-            raise ValueError("hosts_per_site must be an integer from 1 to 99")
+        if not _count(hosts_per_site, 1, MAX_HOSTS_PER_SITE):
+            raise ValueError(f"hosts_per_site must be an integer from 1 to {MAX_HOSTS_PER_SITE} "
+                             "(one site switch: a Linux bridge takes at most 1023 ports)")
         if not _count(transit_hops, 1, 16):
             raise ValueError("transit_hops must be an integer from 1 to 16")
         if isinstance(sites, str) or not isinstance(sites, (list, tuple)):

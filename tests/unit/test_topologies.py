@@ -160,7 +160,7 @@ def test_unknown_param_uses_the_given_field_prefix():
     [
         ({"path": "bogus"}, "path"),
         ({"hosts_per_site": 0}, "hosts_per_site"),
-        ({"hosts_per_site": 100}, "hosts_per_site"),
+        ({"hosts_per_site": 1000}, "hosts_per_site"),
         ({"hosts_per_site": "2"}, "hosts_per_site"),
         ({"transit_hops": 0}, "transit_hops"),
         ({"transit_hops": 17}, "transit_hops"),
@@ -240,3 +240,34 @@ def test_multicloud_paths_make_the_links_and_routes_they_promise():
 
     assert l3_path(plan, "gcp-h1", "aws-h1") == ["gcp-h1", "gcp-r", "cw-r", "aws-r", "aws-h1"]  # via cw
     assert l3_path(plan, "cw-h1", "gcp-h1") == ["cw-h1", "cw-r", "gcp-r", "gcp-h1"]  # direct preferred
+
+
+@pytest.mark.parametrize("topology,params", [
+    ("two-clouds", {"hosts_per_site": 512}),
+    ("multicloud", {"sites": ["cw", "gcp"], "hosts_per_site": 512, "paths": {"cw-gcp": "direct"}}),
+])
+def test_sites_take_512_hosts_and_plan(topology, params):
+    """Issue 17, item 5: real cluster sizes per site (the cap was 99)."""
+    from testbed.lab.plan import make_plan
+
+    topo = build_topology(topology, params)
+    plan = make_plan(topo, "x", "10.60.0.0/16", {})
+    assert len(plan.hosts()) == 1024
+    assert max(len(i.name) for n in plan.nodes.values() for i in n.intfs) <= 15
+
+
+def test_a_site_name_too_long_for_its_host_count_is_named():
+    """'abcdef-h512' cannot carry '-eth0' in 15 characters: the plan names the node."""
+    from testbed.lab.plan import make_plan
+
+    topo = build_topology("multicloud", {"sites": ["abcdef", "gcp"], "hosts_per_site": 512,
+                                         "paths": {"abcdef-gcp": "direct"}})
+    with pytest.raises(InputError) as info:
+        make_plan(topo, "x", "10.60.0.0/16", {})
+    assert "abcdef-h" in info.value.field and "15" in info.value.message
+
+
+def test_a_site_holds_at_most_999_hosts():
+    with pytest.raises(InputError) as info:
+        build_topology("two-clouds", {"hosts_per_site": 1000})
+    assert info.value.field == "params.hosts_per_site" and "1023 ports" in info.value.message
