@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any scenario field, e.g. links.direct.delay=2ms")
     r.add_argument("--quick", action="store_true", help="shorter measurements (the scenario's quick: block)")
+    r.add_argument("--force", action="store_true",
+                   help="write into a non-empty --out folder, replacing an earlier run's results, report and plots")
 
     u = sub.add_parser("up", help="bring a lab up and leave it running")
     u.add_argument("topology", help="topology name (see 'testbed list')")
@@ -389,6 +391,34 @@ def _sigterm(signo, _frame):
     raise KeyboardInterrupt
 
 
+#: what a run writes into its folder (what --force may remove of an earlier run)
+RUN_OUTPUTS = ("results.json", "report.md", "*.png")
+
+
+def _check_out_dir(out_dir: Path, force: bool) -> None:
+    """--out must be a folder we can write, and not hold an earlier run (unless --force)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("out", f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise InputError("out", f"{out_dir} is not empty (an earlier run's files would mix with this "
+                         "one's): give a new folder, or --force to replace the earlier run's results")
+    ancestor = out_dir if out_dir.exists() else next(
+        (p for p in out_dir.absolute().parents if p.exists()), Path("/"))
+    if not ancestor.is_dir():
+        raise InputError("out", f"{ancestor} is a file: {out_dir} cannot be made under it")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError("out", f"cannot write in {ancestor}")
+
+
+def _remove_previous_run(out_dir: Path) -> None:
+    if not out_dir.is_dir():
+        return
+    for pattern in RUN_OUTPUTS:
+        for old in out_dir.glob(pattern):
+            if old.is_file():
+                old.unlink()
+
+
 def _cmd_run(args) -> int:
     """``testbed run``: the scenario (default: the flagship), its summary, exit 1 on a failed verdict."""
     from testbed.preflight import preflight
@@ -401,10 +431,13 @@ def _cmd_run(args) -> int:
     arg, out, overrides, quick = args.scenario, args.out, args.overrides, args.quick
     path = resolve_scenario(arg)
     scenario = load_scenario(path, overrides=overrides, quick=quick, topologies=set(TOPOLOGIES))
-    preflight(scenario)  # exit 2 / exit 3 before anything is changed
-    require_root()
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(out) if out else Path("results") / f"{scenario.name}-{stamp}"
+    _check_out_dir(out_dir, args.force)
+    preflight(scenario)  # exit 2 / exit 3 before anything is changed
+    require_root()
+    if args.force:
+        _remove_previous_run(out_dir)
     global _MAIN_PID
     _MAIN_PID = os.getpid()  # the process 'testbed run' runs in (see _sigterm)
     signal.signal(signal.SIGTERM, _sigterm)

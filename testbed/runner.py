@@ -263,7 +263,10 @@ def run_scenario(scenario: Scenario, out_dir: Path, overrides=(), quick: bool = 
                  progress: Callable[[str], None] = print) -> dict:
     preflight(scenario)
     require_root()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError("out", f"cannot make {out_dir}: {exc.strerror or exc}") from exc
     doc = results.new_results(scenario, environment(), overrides=overrides, quick=quick)
     path = out_dir / "results.json"
 

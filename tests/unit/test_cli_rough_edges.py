@@ -79,3 +79,46 @@ def test_a_closed_pipe_ends_quietly():
     _out, err = proc.communicate(timeout=60)
     assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
     assert proc.returncode == 141
+
+
+# --out (issue 17, 8b): one line and exit 2, never a traceback; a folder is never mixed
+
+
+def _run_out(capsys, out, *extra):
+    return _main(capsys, ["run", "--quick", "--out", str(out), *extra])
+
+
+def test_out_onto_a_file_is_bad_input(capsys, tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    code, err = _run_out(capsys, target)
+    assert code == 2 and len(err) == 1 and err[0].startswith("testbed: error: out:") and "not a folder" in err[0]
+
+
+def test_out_under_a_file_is_bad_input(capsys, tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    code, err = _run_out(capsys, target / "sub")
+    assert code == 2 and len(err) == 1 and "is a file" in err[0]
+
+
+def test_a_non_empty_out_folder_is_refused_without_force(capsys, tmp_path):
+    (tmp_path / "rtt_cdf.png").write_bytes(b"old plot")
+    code, err = _run_out(capsys, tmp_path)
+    assert code == 2 and len(err) == 1 and "--force" in err[0]
+    assert (tmp_path / "rtt_cdf.png").read_bytes() == b"old plot"  # nothing touched
+
+
+def test_force_removes_only_an_earlier_runs_outputs(tmp_path):
+    for name in ("results.json", "report.md", "rtt_cdf.png", "notes.txt"):
+        (tmp_path / name).write_text("old")
+    cli._remove_previous_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root may write anywhere: the check is for users")
+def test_an_unwritable_out_is_bad_input(capsys, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, err = _run_out(capsys, locked / "out")
+    assert code == 2 and "cannot write" in err[0]
