@@ -72,12 +72,12 @@ __all__ = [
     "read_yaml",
 ]
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-_TOPOLOGY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_PARAM_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
-_SYSCTL_KEY_RE = re.compile(r"^net(\.[a-z0-9_]+)(\.[a-z0-9_-]+)+$")
-_SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_ .:,-]{1,256}$")
-_CC_RE = re.compile(r"^[a-z0-9_]{1,16}$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
+_TOPOLOGY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
+_PARAM_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}\Z")
+_SYSCTL_KEY_RE = re.compile(r"^net(\.[a-z0-9_]+)(\.[a-z0-9_-]+)+\Z")
+_SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_ .:,-]{1,256}\Z")
+_CC_RE = re.compile(r"^[a-z0-9_]{1,16}\Z")
 
 
 # ------------------------------------------------------------- field checks
