@@ -20,17 +20,17 @@ model from 4 MiB up. Two layouts of 8 ranks:
 * 2 GPU hosts of 4 ranks, one per site (the ring NCCL builds across two GPU
   servers: NVLink-like local path inside a host, 2 ring edges over the
   interconnect). Asserted at 4, 16 and 64 MiB: measured/model 1.01-1.05.
-* 8 hosts of 1 rank, on a lab of its own at HOSTS_SCALE (200: the
-  interconnect at 50 Mbit/s). Asserted at 4, 16 and 64 MiB, like the other
-  layout. Every ring step here crosses 8 network messages, so per-packet
-  costs (the engine's and the delay lines') weigh more than with 2 hosts; at
-  scale 50 the 4 MiB case sat at the band's edge (measured/model 1.24-1.28,
-  engine CPU share 0.60-0.68; earlier, with a slower engine, 1.4-1.95 and
-  0.96-1.00). Scale divides those per-packet costs and leaves the model's
-  time as it is (testbed/scale.py), so the case runs at a scale this machine
-  carries instead of being excused: measured here at scale 200 (others'
-  work on the machine at the same time), 0.92-1.07 at 4 MiB, 0.96-0.97 at
-  16 MiB, 0.99-1.00 at 64 MiB (scale 100: 1.01-1.39 at 4 MiB).
+* 8 hosts of 1 rank. Asserted at 4, 16 and 64 MiB too. Every ring step
+  here crosses 8 network messages, so per-packet costs (the engine's and the
+  delay lines') weigh more than with 2 hosts, and at 4 MiB (7 ms a call)
+  a sample of 5 calls was at the band's edge or out (1.24-1.28 with other
+  work on the machine; 1.4-1.95 with an earlier, slower engine, which the
+  test then excused while the product called itself CPU-bound). With 40
+  calls a sample, measured here at rest: 1.02-1.04 (engine CPU share
+  0.78-0.82). A higher scale is not the cure: at 100-200 the 4 MiB case
+  fell below the band (0.85-0.89), its messages of a few KB passing within
+  the shaper's burst, faster than rate / scale (testbed/scale.py: what is
+  counted in packets is not preserved).
 """
 
 from __future__ import annotations
@@ -56,30 +56,20 @@ MIB = 1024 * 1024
 SCALE = 50  # direct-interconnect 10 Gbit/s -> 200 Mbit/s on the wire
 SIZES = [4 * MIB, 16 * MIB, 64 * MIB]
 BAND = (0.9, 1.3)  # measured / model, issue 4 acceptance
-HOSTS_SCALE = 200  # 8 single-rank hosts: the scale this machine carries at every size (docstring)
 ROUNDS, NEED, ITERS = 3, 2, 5
 ITERS_BY_SIZE = {4 * MIB: 40, 16 * MIB: 12, 64 * MIB: 5}  # ~0.3 s of calls per sample (docstring)
 
 
-def _lab(name: str, path: str, hosts_per_site: int = 4, scale: float = SCALE) -> Lab:
+def _lab(name: str, path: str, hosts_per_site: int = 4) -> Lab:
     if state.read_state(name) or helpers.lab_netns_names(name):
         teardown.teardown(name)  # left by an interrupted earlier run: ours by name
     return Lab.create("two-clouds", name=name, params={"hosts_per_site": hosts_per_site, "path": path},
-                      scale=scale)
+                      scale=SCALE)
 
 
 @pytest.fixture(scope="module")
 def direct():
     lab = _lab("it-scd", "direct")
-    try:
-        yield lab
-    finally:
-        lab.destroy()
-
-
-@pytest.fixture(scope="module")
-def direct_8_hosts():
-    lab = _lab("it-sch", "direct", scale=HOSTS_SCALE)
     try:
         yield lab
     finally:
@@ -151,8 +141,8 @@ def test_ring_allreduce_8_ranks_on_2_gpu_hosts_over_direct_matches_the_model(dir
     _bands(direct_gpu_hosts, 4, f"ring allreduce, 8 ranks on 2 hosts x 4, direct, scale {SCALE}")
 
 
-def test_ring_allreduce_8_single_gpu_hosts_over_direct_matches_the_model(direct_8_hosts):
-    _bands(direct_8_hosts, 1, f"ring allreduce, 8 hosts x 1, direct, scale {HOSTS_SCALE}")
+def test_ring_allreduce_8_single_gpu_hosts_over_direct_matches_the_model(direct):
+    _bands(direct, 1, f"ring allreduce, 8 hosts x 1, direct, scale {SCALE}")
 
 
 def test_transit_over_direct_time_ratio_is_reported(direct, transit):
