@@ -191,6 +191,8 @@ def test_releases_are_not_held_by_stats(lab_factory):
     worst = {d: round(max(r["samples_ms"]) - delay_ms, 3) for d, r in result.items()}
     over = {d: sum(1 for x in r["samples_ms"] if x > delay_ms + late_ms)
             for d, r in result.items()}
+    print(f"late releases: worst {worst} ms (limit {worst_limit_ms} ms); over {late_ms} ms: {over} "
+          f"of {count} (limit {share_limit * count:g})")
     assert all(w <= worst_limit_ms for w in worst.values()) and all(
         n <= share_limit * count for n in over.values()), (
         f"late releases: worst {worst} ms (limit {worst_limit_ms} ms); probes more than "
