@@ -23,14 +23,14 @@ __all__ = [
     "RateText", "SizeText", "DottedKey", "TopologyName", "flatten_sysctls", "check_sysctls",
 ]
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-_TOPOLOGY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
+_TOPOLOGY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 # an out-of-tree topology: path/to/mytopo.py or path/to/mytopo.py:name (as mn --custom)
-_TOPOLOGY_FILE_RE = re.compile(r"^[A-Za-z0-9_./+-]{1,4000}\.py(:[A-Za-z0-9_-]{1,64})?$")
-_PARAM_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
-_SYSCTL_KEY_RE = re.compile(r"^net(\.[a-z0-9_]+)(\.[a-z0-9_-]+)+$")
-_SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_ .:,-]{1,256}$")
-_CC_RE = re.compile(r"^[a-z0-9_]{1,16}$")
+_TOPOLOGY_FILE_RE = re.compile(r"^[A-Za-z0-9_./+-]{1,4000}\.py(:[A-Za-z0-9_-]{1,64})?\Z")
+_PARAM_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}\Z")
+_SYSCTL_KEY_RE = re.compile(r"^net(\.[a-z0-9_]+)(\.[a-z0-9_-]+)+\Z")
+_SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_ .:,-]{1,256}\Z")
+_CC_RE = re.compile(r"^[a-z0-9_]{1,16}\Z")
 
 
 

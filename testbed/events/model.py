@@ -31,7 +31,7 @@ DISRUPTIVE = ("link_down", "set_profile", "failover")
 #: The action that undoes each disruptive one (what ``until_s`` schedules).
 UNDO = {"link_down": "link_up", "set_profile": "restore_profile", "failover": "failback"}
 MAX_AT_S = 86_400.0
-_LINK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+_LINK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
 # Fields a set_profile may change at runtime; the rest are fixed when the lab is built.
 IMPAIRMENTS = ("delay_ms", "jitter_ms", "jitter_distribution", "correlation_pct", "loss_pct",
                 "loss_model", "loss_burst_pkts", "reorder_pct")

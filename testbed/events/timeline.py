@@ -88,7 +88,7 @@ NO_BYTES_MBPS = 0.0  # an interval at or below this carried nothing: an outage
 POLL_S = 0.05
 RESTART_CONNECT_TIMEOUT_MS = 1000
 
-_CC_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
+_CC_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}\Z")
 _PING_REPLY = re.compile(
     r"^\[(?P<ts>\d+\.\d+)\] \d+ bytes from [^\s:]+: icmp_seq=(?P<seq>\d+) ttl=\d+ "
     r"time=(?P<rtt>[\d.]+) ms")

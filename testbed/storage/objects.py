@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Names that may appear in a URL path unquoted.
-OBJECT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+OBJECT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}\Z")
 
 
 def shard_name(index: int) -> str:

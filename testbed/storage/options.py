@@ -32,7 +32,7 @@ __all__ = ["StorageOptions", "MAX_DATASET_BYTES", "load_options"]
 #: The origin holds every version it publishes in memory: keep the dataset modest.
 MAX_DATASET_BYTES = 2 * 1024**3
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 
 
 def _check_name(value: str) -> str:

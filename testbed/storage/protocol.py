@@ -62,7 +62,7 @@ ERR_DIGEST = "digest-mismatch"
 ERR_UPSTREAM = "upstream-error"
 ERR_VERSION = "version-mismatch"
 
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 @dataclass(frozen=True)

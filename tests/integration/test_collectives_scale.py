@@ -6,9 +6,13 @@ userspace delay line carry on 2 cores, so these labs use ``scale``
 latencies are not, and times are compared at real scale with the alpha-beta
 model of the configured links (edge by edge, testbed/collectives/model.py).
 
-Timings are noisy here, so each check takes ROUNDS samples (the median of
-ITERS iterations each) and needs NEED of them inside its band; a failure
-prints expected, measured and bounds for every sample.
+Timings are noisy here, so each check takes ROUNDS samples and needs NEED of
+them inside its band; a failure prints expected, measured and bounds for
+every sample. A sample is the median of ITERS_BY_SIZE iterations, about 0.3 s
+of collectives at every size: at 4 MiB (7 ms a call) the median of 5 calls
+spanned 40 ms, short enough for one burst of other work on these 2 cores to
+move a whole sample (measured/model 0.93-1.44 at scale 200 with a VM running
+beside it; with 40 calls 0.96-1.17).
 
 The issue asks for 8 ranks over the direct profile within [0.9, 1.3] of the
 model from 4 MiB up. Two layouts of 8 ranks:
@@ -16,12 +20,17 @@ model from 4 MiB up. Two layouts of 8 ranks:
 * 2 GPU hosts of 4 ranks, one per site (the ring NCCL builds across two GPU
   servers: NVLink-like local path inside a host, 2 ring edges over the
   interconnect). Asserted at 4, 16 and 64 MiB: measured/model 1.01-1.05.
-* 8 hosts of 1 rank. Asserted from 16 MiB (1.04-1.05). At 4 MiB the one
-  engine process handles 8 network messages per ring step on 2 cores and
-  is CPU-bound (engine_cpu_share 0.96-1.00 over the timed iterations): each
-  hop waits for the others' processing, and measured/model was 1.4-1.95. That is the emulator's cost,
-  not the links', and the table says so; the test asserts exactly that (out
-  of the band only with the engine CPU-bound).
+* 8 hosts of 1 rank. Asserted at 4, 16 and 64 MiB too. Every ring step
+  here crosses 8 network messages, so per-packet costs (the engine's and the
+  delay lines') weigh more than with 2 hosts, and at 4 MiB (7 ms a call)
+  a sample of 5 calls was at the band's edge or out (1.24-1.28 with other
+  work on the machine; 1.4-1.95 with an earlier, slower engine, which the
+  test then excused while the product called itself CPU-bound). With 40
+  calls a sample, measured here at rest: 1.02-1.04 (engine CPU share
+  0.78-0.82). A higher scale is not the cure: at 100-200 the 4 MiB case
+  fell below the band (0.85-0.89), its messages of a few KB passing within
+  the shaper's burst, faster than rate / scale (testbed/scale.py: what is
+  counted in packets is not preserved).
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import statistics
 import pytest
 
 from testbed.collectives.bench import run_sweep
-from testbed.collectives.table import ENGINE_BUSY_SHARE, format_table
+from testbed.collectives.table import format_table
 from testbed.lab import state, teardown
 from testbed.lab.lab import Lab
 
@@ -47,9 +56,8 @@ MIB = 1024 * 1024
 SCALE = 50  # direct-interconnect 10 Gbit/s -> 200 Mbit/s on the wire
 SIZES = [4 * MIB, 16 * MIB, 64 * MIB]
 BAND = (0.9, 1.3)  # measured / model, issue 4 acceptance
-HOST_BANDED_FROM = 16 * MIB  # 8 single-rank hosts: below it the engine is CPU-bound (docstring)
-CPU_BOUND_SHARE = ENGINE_BUSY_SHARE  # from here the emulator, not the links, sets the time (0.9)
 ROUNDS, NEED, ITERS = 3, 2, 5
+ITERS_BY_SIZE = {4 * MIB: 40, 16 * MIB: 12, 64 * MIB: 5}  # ~0.3 s of calls per sample (docstring)
 
 
 def _lab(name: str, path: str, hosts_per_site: int = 4) -> Lab:
@@ -104,30 +112,25 @@ def test_scaled_lab_shapes_at_rate_over_scale_and_reports_real_sizes(direct):
         assert rates == [10_000_000_000 // SCALE], (port, rates)
 
 
-def _bands(lab, gpus_per_host: int, title: str, banded_from: int) -> None:
-    """ROUNDS sweeps; every size in BAND in NEED rounds, or (below ``banded_from``) out of
-    it only while the engine was CPU-bound."""
+def _bands(lab, gpus_per_host: int, title: str) -> None:
+    """ROUNDS sweeps; every size in BAND in NEED of ROUNDS rounds."""
     samples = {size: [] for size in SIZES}
     for round_ in range(ROUNDS):
-        rows = run_sweep(lab, "allreduce", "ring", SIZES, iters=ITERS, warmup=1, gpus_per_host=gpus_per_host)
+        rows = [run_sweep(lab, "allreduce", "ring", [size], iters=ITERS_BY_SIZE[size], warmup=1,
+                          gpus_per_host=gpus_per_host)[0] for size in SIZES]
         print(format_table(rows, title=f"{title}, round {round_ + 1}"))
         for row in rows:
-            assert row["ranks"] == 8 and row["correct"], row
+            assert row["ranks"] == 8 and row["correct"] and row["scale"] == lab.scale, row
             samples[row["bytes"]].append((_median_us(row), row["model_time_us"], row["engine_cpu_share"]))
     failures = []
     for size, triples in samples.items():
         ratios = [m / model for m, model, _ in triples]
-        inside = [BAND[0] <= r <= BAND[1] for r in ratios]
+        inside = sum(BAND[0] <= r <= BAND[1] for r in ratios)
         print(f"{title}, {size // MIB} MiB: expected (model) {triples[0][1]:.0f} us, measured "
               + ", ".join(f"{m:.0f}" for m, _, _ in triples) + " us, ratios "
               + ", ".join(f"{r:.2f}" for r in ratios) + " (engine CPU share "
-              + ", ".join(f"{c:.2f}" for _, _, c in triples) + f"), bounds {BAND}, need {NEED} of {ROUNDS}"
-              + ("" if size >= banded_from else ", or out only while CPU-bound"))
-        if size >= banded_from:
-            ok = sum(inside) >= NEED
-        else:
-            ok = all(i or c >= CPU_BOUND_SHARE for i, (_, _, c) in zip(inside, triples))
-        if not ok:
+              + ", ".join(f"{c:.2f}" for _, _, c in triples) + f"), bounds {BAND}, need {NEED} of {ROUNDS}")
+        if inside < NEED:
             failures.append(f"{size // MIB} MiB: model {triples[0][1]:.0f} us, measured "
                             f"{[round(m) for m, _, _ in triples]} us, ratios {[round(r, 2) for r in ratios]}, "
                             f"engine CPU {[c for _, _, c in triples]}, bounds {BAND}")
@@ -135,11 +138,11 @@ def _bands(lab, gpus_per_host: int, title: str, banded_from: int) -> None:
 
 
 def test_ring_allreduce_8_ranks_on_2_gpu_hosts_over_direct_matches_the_model(direct_gpu_hosts):
-    _bands(direct_gpu_hosts, 4, f"ring allreduce, 8 ranks on 2 hosts x 4, direct, scale {SCALE}", SIZES[0])
+    _bands(direct_gpu_hosts, 4, f"ring allreduce, 8 ranks on 2 hosts x 4, direct, scale {SCALE}")
 
 
 def test_ring_allreduce_8_single_gpu_hosts_over_direct_matches_the_model(direct):
-    _bands(direct, 1, f"ring allreduce, 8 hosts x 1, direct, scale {SCALE}", HOST_BANDED_FROM)
+    _bands(direct, 1, f"ring allreduce, 8 hosts x 1, direct, scale {SCALE}")
 
 
 def test_transit_over_direct_time_ratio_is_reported(direct, transit):

@@ -70,21 +70,7 @@ def _reordered(result: dict) -> int:
 
 # -- delay ---------------------------------------------------------------------
 
-STATS_WRITE_BUG = (
-    "testbed/delayline/line.py DelayLine.run: write_stats() runs every STATS_PERIOD_S "
-    "(0.5 s) in the release loop whatever is due; it sorts every lateness window "
-    "(0.6 ms with few samples, 8.5 ms with 20000 per queue) and releases due meanwhile "
-    "go out late, ~1 ping in 10 at 40 ms one way by 1-3 ms (mean RTT 80.26-80.46 ms; "
-    "with the periodic write disabled 80.15-80.21 ms)")
-
-
-@pytest.mark.parametrize("delay_ms", [
-    5,
-    # not strict: the late tail hits the mean or not depending on how the ping
-    # schedule falls against the stats timer; test_releases_are_not_held_by_stats
-    # proves the bug deterministically
-    40,
-])
+@pytest.mark.parametrize("delay_ms", [5, 40])
 def test_ping_rtt_matches_configured_delay(lab_factory, delay_ms):
     lab = lab_factory.create("pair", name=f"it-delay-{delay_ms}",
                              links={"link": {"delay": f"{delay_ms}ms"}})
@@ -181,18 +167,21 @@ def test_gilbert_elliott_mean_burst_length(lab_factory):
 
 
 def test_releases_are_not_held_by_stats(lab_factory):
-    """With a busy queue, releases stay on time: at most 0.5 % of probes over 3 ms late, none over 6 ms.
+    """With a busy queue, releases stay on time: at most 0.5 % of probes over 3 ms late, none over 10 ms.
 
-    20000 probes each way first fill the line's lateness windows (what makes
-    its periodic statistics slow), then 2000 probes 1 ms apart: the queue is
-    never empty, so every pause of the release loop delays probes. Measured
-    here with the bug: up to 11 ms late, 3 % of probes over 3 ms; with the
-    periodic write disabled: at most 4.1 ms, 0-0.3 % over 3 ms.
+    20000 probes each way first fill the line's lateness statistics (what made
+    its periodic statistics write slow), then 2000 probes 1 ms apart: the
+    queue is never empty, so every pause of the release loop delays probes.
+    Measured here with the stats-write stall: up to 11 ms late, 3 % of probes
+    over 3 ms; with the periodic write disabled: at most 4.1 ms, 0-0.3 % over
+    3 ms. The share over 3 ms caught the stall; the worst case must catch it
+    too, so its limit is below 11 ms. It is not the 4.1 ms the line reached
+    at rest (or 6 ms): a probe's one-way delay is taken when the receiving
+    Python process reads it, so it also carries that process's own wake-up
+    delay, which reached 6.6 ms under a full suite; 10 ms lies between that
+    noise and the stall.
     """
-    # The share over 3 ms is what caught the stats stall (3 % of probes); the worst
-    # case also carries the Python probes' own wake-up noise (up to ~7 ms here under
-    # a full suite), so its bound only catches gross stalls.
-    delay_ms, late_ms, worst_limit_ms, share_limit = 40.0, 3.0, 15.0, 0.005
+    delay_ms, late_ms, worst_limit_ms, share_limit = 40.0, 3.0, 10.0, 0.005
     lab = lab_factory.create("pair", name="it-stats", links={"link": {"delay": f"{delay_ms:g}ms"}})
     _warm_up(lab)
     h1, h2 = lab.node("h1"), lab.node("h2")
@@ -202,6 +191,8 @@ def test_releases_are_not_held_by_stats(lab_factory):
     worst = {d: round(max(r["samples_ms"]) - delay_ms, 3) for d, r in result.items()}
     over = {d: sum(1 for x in r["samples_ms"] if x > delay_ms + late_ms)
             for d, r in result.items()}
+    print(f"late releases: worst {worst} ms (limit {worst_limit_ms} ms); over {late_ms} ms: {over} "
+          f"of {count} (limit {share_limit * count:g})")
     assert all(w <= worst_limit_ms for w in worst.values()) and all(
         n <= share_limit * count for n in over.values()), (
         f"late releases: worst {worst} ms (limit {worst_limit_ms} ms); probes more than "
