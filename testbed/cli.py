@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import List, Optional
 
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(gloo/MPI: send only into a buffer the receiver announced)")
     col.add_argument("--window", type=int, default=2,
                      help="rendezvous: buffers a receiver announces ahead per peer (gloo: 2)")
+    col.add_argument("--cc", default=None,
+                     help="congestion control of the engine's connections (e.g. cubic, bbr; "
+                          "default: the hosts'); the model's loss bound applies to loss-based ones")
     col.add_argument("--json", action="store_true", help="one JSON row per size")
     col.add_argument("--backend", default="testbed", choices=("testbed", "gloo", "both"),
                      help="our engine, torch.distributed gloo (needs the gloo extra), or both side by side")
@@ -299,9 +303,11 @@ def _cmd_collective(args) -> int:
                    buffsize_bytes=parse_size(args.buffsize, "buffsize"), order=args.order,
                    chunk_bytes=parse_size(args.chunk, "chunk") if args.chunk else None,
                    nchunks=None if args.nchunks is None else _positive("nchunks", args.nchunks),
-                   protocol=args.protocol, window=_positive("window", args.window))
+                   protocol=args.protocol, window=_positive("window", args.window), cc=args.cc)
     check_options(options["order"], options["chunk_bytes"], options["nchunks"], options["protocol"],
                   options["window"])  # before a lab is made
+    if args.cc is not None and not re.fullmatch(r"[a-z][a-z0-9_]{0,15}", args.cc):
+        raise InputError("cc", f"not a congestion control name: {args.cc!r}")
     if args.lab:
         require_root()
         lab, owned = Lab.attach(args.lab), False

@@ -19,7 +19,10 @@ import math
 from collections import deque
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ["l3_path", "path_links", "predict", "checks", "TCP_IP_HEADER_BYTES", "ETHERNET_HEADER_BYTES"]
+from testbed import tcpmodel
+from testbed.errors import InputError
+
+__all__ = ["l3_path", "path_links", "predict", "checks", "tcp_prediction", "TCP_IP_HEADER_BYTES", "ETHERNET_HEADER_BYTES"]
 
 TCP_IP_HEADER_BYTES = 52  # IPv4 20 + TCP 20 + timestamps 12
 ETHERNET_HEADER_BYTES = 14  # what htb counts beyond the IP packet
@@ -28,6 +31,9 @@ JITTER_FLOOR_MS = 0.5  # the probes' own timing noise (Python sender and receive
 LATE_WARN_MS = 1.0  # delay line p99 lateness beyond which results are suspect
 MATHIS_C = 1.22
 CPU_BUSY_WARN_PCT = 90.0  # all cores together
+#: tolerance of a TCP figure bound by window or loss, not the link: those are estimates
+#: (Mathis et al. report agreement within about a factor of 1.5), never a hard cap
+ESTIMATE_TOLERANCE_PCT = 50.0
 
 
 def _adjacency(plan: dict):
@@ -150,6 +156,21 @@ def throughput_bound_mbps(pred: dict, rtt_ms: float, window_bytes: Optional[int]
     return min(bounds) if bounds else None
 
 
+def tcp_prediction(pred: dict, rtt_ms: float, window_bytes: Optional[int], host_sysctls=None,
+                   streams: int = 1, congestion: Optional[str] = None):
+    """What TCP can do on the path (:func:`testbed.tcpmodel.tcp_bound`, the collective model's
+    bound too): the hard bound above as the link term, the hosts' socket buffers (and an
+    explicit ``window_bytes``) as the window term, and the loss bound for loss-based
+    congestion control, for ``streams`` connections. None when nothing bounds the path."""
+    host = tcpmodel.HostTcp.from_sysctls(host_sysctls or {}, congestion=congestion)
+    link = throughput_bound_mbps(pred, rtt_ms, window_bytes)
+    try:
+        return tcpmodel.tcp_bound(link * 1e6 if link else None, rtt_ms, pred["loss_pct"],
+                                  pred["path_mtu"], host, max(1, int(streams or 1)))
+    except InputError:
+        return None
+
+
 def mathis_mbps(pred: dict, rtt_ms: float) -> Optional[float]:
     """Mathis et al. estimate under loss: an estimate (Reno-like), not a bound."""
     if pred["loss_pct"] <= 0 or rtt_ms <= 0:
@@ -159,7 +180,8 @@ def mathis_mbps(pred: dict, rtt_ms: float) -> Optional[float]:
     return mss * 8 / (rtt_ms / 1000.0) * MATHIS_C / math.sqrt(p) / 1e6
 
 
-def checks(pred: dict, variant: dict, tolerances: dict, window_bytes: Optional[int] = None) -> List[dict]:
+def checks(pred: dict, variant: dict, tolerances: dict, window_bytes: Optional[int] = None,
+           host_sysctls=None) -> List[dict]:
     out: List[dict] = []
     ping = variant.get("ping")
     if ping and ping.get("rtt_ms", {}).get("mean") is not None:
@@ -180,16 +202,29 @@ def checks(pred: dict, variant: dict, tolerances: dict, window_bytes: Optional[i
     tcp = variant.get("tcp")
     if tcp and tcp.get("throughput_mbps") is not None:
         rtt = (ping or {}).get("rtt_ms", {}).get("mean") or pred["rtt_ms"]
-        bound = throughput_bound_mbps(pred, rtt, window_bytes)
-        if bound:
+        hard = throughput_bound_mbps(pred, rtt, window_bytes)
+        expected = tcp_prediction(pred, rtt, window_bytes, host_sysctls, tcp.get("streams") or 1,
+                                  tcp.get("congestion"))
+        if expected is not None:
             measured = tcp["throughput_mbps"]
-            tol = bound * tolerances["throughput_tolerance_pct"] / 100.0
-            if measured > bound + tol:
+            bound = expected.rate_bps / 1e6
+            hard_limit = expected.limit == "link"  # the links (or an explicit window) cap it
+            pct = (tolerances["throughput_tolerance_pct"] if hard_limit
+                   else max(tolerances["throughput_tolerance_pct"], ESTIMATE_TOLERANCE_PCT))
+            tol = bound * pct / 100.0
+            why = {"link": "the bottleneck after headers",
+                   "window": f"the window: {expected.connections} x window / RTT (socket buffers)",
+                   "loss": f"the loss bound ({'Mathis' if pred['loss_pct'] < 100 * tcpmodel.PADHYE_ABOVE_LOSS else 'Padhye'}"
+                           f" x {expected.connections} connection(s), {tcp.get('congestion') or 'host default'})"}
+            if hard and measured > hard * (1 + tolerances["throughput_tolerance_pct"] / 100.0):
                 verdict, note = "fail", "more throughput than the links allow"
+            elif measured > bound + tol:
+                verdict, note = "warn", f"above what TCP should reach here, set by {why[expected.limit]}"
             elif measured >= bound - tol:
-                verdict, note = "pass", ""
+                verdict, note = "pass", f"bound set by {why[expected.limit]}"
             else:
-                verdict, note = "warn", "below the bound (TCP dynamics, or the emulator was the limit)"
+                verdict, note = "warn", (f"below the bound set by {why[expected.limit]} "
+                                         "(TCP dynamics, or the emulator was the limit)")
             out.append(_check("tcp_throughput_mbps", round(bound, 2), round(measured, 2),
                               round(tol, 2), verdict, note))
         estimate = mathis_mbps(pred, rtt)

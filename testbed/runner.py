@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from testbed import cost, fidelity, plots, report, results, summary
+from testbed.collectives.tcpedges import read_sysctls
 from testbed.errors import InputError, RunError, TestbedError
 from testbed.lab import counters, state
 from testbed.lab.lab import Lab, require_root
@@ -180,7 +181,8 @@ def _run_collective(lab: Lab, options, progress) -> List[dict]:
                      gpus_per_host=options.gpus_per_host, iters=options.iters,
                      warmup=options.warmup, nsocks=options.nsocks,
                      buffsize_bytes=options.buffsize_bytes, order=options.order,
-                     protocol=options.protocol, window=options.window, progress=progress)
+                     protocol=options.protocol, window=options.window, cc=options.cc,
+                     progress=progress)
 
 
 def _run_timeline(lab: Lab, options, src, dst, progress) -> dict:
@@ -361,7 +363,8 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
         pred = fidelity.predict(lab.doc["plan"], l3)
         entry["predicted"] = pred
         window = tcp_options.window_bytes if tcp_options else None
-        entry["fidelity"] = {"checks": fidelity.checks(pred, entry, scenario.fidelity.model_dump(), window)}
+        entry["fidelity"] = {"checks": fidelity.checks(pred, entry, scenario.fidelity.model_dump(), window,
+                                                       host_sysctls=read_sysctls(src.netns))}
         entry["complete"] = True
     except TestbedError as exc:
         entry["errors"].append(str(exc))

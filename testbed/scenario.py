@@ -259,6 +259,7 @@ class CollectiveOptions(_Strict):
     order: Literal["topology", "naive"] = "topology"
     protocol: Literal["eager", "rendezvous"] = "eager"
     window: int = Field(2, ge=1, le=64)
+    cc: Optional[CCName] = None  # the engine's connections' congestion control; host default if None
 
     def sizes_bytes(self) -> List[int]:
         return [parse_size_bytes(s, f"measure.collective.sizes.{i}") for i, s in enumerate(self.sizes)]
