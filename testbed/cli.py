@@ -308,22 +308,35 @@ def _cmd_collective(args) -> int:
                   options["window"])  # before a lab is made
     if args.cc is not None and not re.fullmatch(r"[a-z][a-z0-9_]{0,15}", args.cc):
         raise InputError("cc", f"not a congestion control name: {args.cc!r}")
+    from testbed import autoscale
+
+    say = lambda m: print(f"# {m}", file=sys.stderr, flush=True)  # noqa: E731
+    load_options = dict(op=args.op, nsocks=options["nsocks"], buffsize_bytes=options["buffsize_bytes"],
+                        cc=args.cc)
     if args.lab:
         require_root()
         lab, owned = Lab.attach(args.lab), False
+        decision = autoscale.decide(float(lab.scale), lab.doc["plan"], ("collective",), **load_options)
     else:
         settings, params, links = _split_up_overrides(args.topology, args.overrides)
+        setting = settings.get("scale", autoscale.AUTO)
+        if setting != autoscale.AUTO:
+            setting = check_scale(setting, "scale", source="--set")
+        plan = autoscale.plan_for(args.topology, params, links)
+        require_root()
+        decision = autoscale.decide(setting, plan, ("collective",), progress=say, **load_options)
         lab = Lab.create(args.topology, f"col{os.getpid()}", params=params, links=links,
                          block=settings.get("block"), backend=str(settings.get("backend", "auto")),
-                         owner_pid=os.getpid(),
-                         scale=check_scale(settings.get("scale", 1), "scale", source="--set"))
+                         owner_pid=os.getpid(), scale=decision.scale)
         owned = True
+    say(f"scale {decision.scale:g} ({decision.mode}): {decision.reason}")
     progress = ((lambda m: None) if args.json else
                 (lambda m: print(f"# running {m}", file=sys.stderr, flush=True)))
     try:
         ours, theirs = [], []
         if args.backend in ("testbed", "both"):
-            ours = run_sweep(lab, args.op, args.algo, sizes, **options, progress=progress)
+            ours = run_sweep(lab, args.op, args.algo, sizes, **options, progress=progress,
+                             scale_enough=decision.enough)
         if args.backend in ("gloo", "both"):
             from testbed.collectives.gloo import run_gloo_sweep
 
@@ -334,12 +347,14 @@ def _cmd_collective(args) -> int:
         if owned:
             lab.destroy()
     rows = ours + theirs
+    for row in rows:
+        row["scale_decision"] = decision.to_dict()
     if args.json:
         for row in rows:
             print(json.dumps(row))
     else:
         how = f", {args.protocol} window {args.window}" if args.protocol != "eager" else ""
-        tables = []
+        tables = [f"# scale {decision.scale:g} ({decision.mode}): {decision.reason}"]
         if ours:
             tables.append(format_table(ours, title=f"{args.op} {args.algo}{how} on {lab.name}"))
         if theirs:  # a table of its own: the row layout does not name the engine

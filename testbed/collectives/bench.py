@@ -35,7 +35,7 @@ import statistics
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from testbed import fidelity, tcpmodel
-from testbed.collectives import model, ops
+from testbed.collectives import model, ops, verdict
 from testbed.collectives.algorithms import build_schedule
 from testbed.collectives.algorithms._common import DEFAULT_CHUNK_BYTES
 from testbed.collectives.engine import CollectiveEngine, place_ranks
@@ -235,17 +235,26 @@ def _slow_start_us(tcp: Mapping[str, Optional[PathTcp]], schedule: Schedule, gro
     return worst
 
 
+def _snapshot(lab) -> Optional[dict]:
+    """:func:`verdict.snapshot` of a real lab (None for one without delay-line statistics)."""
+    if not hasattr(lab, "delay_line_stats"):
+        return None
+    return verdict.snapshot(lab)
+
+
 def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host: int = 1,
               iters: int = 5, warmup: int = 1, nsocks: int = 1,
               buffsize_bytes: int = 4 * 1024 * 1024, order: str = "topology",
               chunk_bytes: Optional[int] = None, hosts: Optional[Sequence[str]] = None,
               progress: Callable[[str], None] = lambda _m: None, nchunks: Optional[int] = None,
               protocol: str = EAGER, window: int = DEFAULT_WINDOW,
-              cc: Optional[str] = None) -> List[dict]:
+              cc: Optional[str] = None, scale_enough: Optional[bool] = None) -> List[dict]:
     """One row per size (module docstring); ``protocol``/``window`` as in
     :func:`~testbed.collectives.protocol.apply_protocol`, ``nchunks`` cuts the
     buffer into that many pipelined chunks instead of ``chunk_bytes`` messages,
-    ``cc`` is the congestion control of the engine's sockets (None: the hosts' default)."""
+    ``cc`` is the congestion control of the engine's sockets (None: the hosts' default);
+    every row gets a verdict (:mod:`testbed.collectives.verdict`), ``scale_enough`` False
+    (an explicit scale below what the load needs) making a pass a warn."""
     if op not in ops.OPS:
         raise InputError("op", f"unknown operation {op!r} (known: {', '.join(ops.OPS)})")
     check_options(order, chunk_bytes, nchunks, protocol, window)
@@ -270,7 +279,9 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
             progress(f"{op} {algorithm} {ranks} ranks {size} B"
                      + (f" {protocol} window {window}" if protocol == RENDEZVOUS else "")
                      + (f" (sends {ops.size_bytes(op, sent, ranks)} B at scale {scale:g})" if scale != 1 else ""))
+            before = _snapshot(lab)
             out = engine.run(schedule, inputs, warmup=warmup, iters=iters)
+            after = _snapshot(lab)
             cpu_share = out["cpu_s"] / max(sum(out["times_s"]), 1e-9)  # of the timed iterations
             wrong = ops.count_wrong(op, out["outputs"], ops.expected(op, inputs, 0))
             times_us = [t * 1e6 for t in out["times_s"]]
@@ -294,6 +305,10 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
                        nchunks=params.get("nchunks"), engine_cpu_share=round(cpu_share, 2),
                        tcp={k: v.to_dict() for k, v in tcp.items() if v is not None},
                        tcp_limited=[k for k, v in tcp.items() if v is not None and _binding(v, local, wan, k)])
+            if before is not None and after is not None:
+                judged = verdict.judge(before, after, round(cpu_share, 2), scale_enough, scale)
+                row.update(verdict=judged["verdict"], verdict_reason=judged["reason"],
+                           saturation=judged["evidence"])
             rows.append(row)
         rows and rows[-1].update(bytes_by_pair=engine.bytes_by_pair())
     finally:
