@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from testbed import cost, fidelity, plots, report, results, summary
+from testbed import autoscale, cost, fidelity, plots, report, results, summary
 from testbed.collectives.tcpedges import read_sysctls
 from testbed.errors import InputError, RunError, TestbedError
 from testbed.lab import counters, state
@@ -182,7 +182,7 @@ def _run_collective(lab: Lab, options, progress) -> List[dict]:
                      warmup=options.warmup, nsocks=options.nsocks,
                      buffsize_bytes=options.buffsize_bytes, order=options.order,
                      protocol=options.protocol, window=options.window, cc=options.cc,
-                     progress=progress)
+                     progress=progress, scale_enough=(lab.doc.get("scale_decision") or {}).get("enough"))
 
 
 def _run_timeline(lab: Lab, options, src, dst, progress) -> dict:
@@ -303,15 +303,18 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
     entry = results.new_variant(scenario, variant)
     doc["variants"].append(entry)
     lab_name = _lab_name(os.getpid(), index)
+    decision = autoscale.for_variant(scenario, index, progress)
+    progress(f"[{variant.name}] scale {decision.scale:g} ({decision.mode}): {decision.reason}")
     progress(f"[{variant.name}] bringing up {scenario.topology} lab {lab_name}")
     up_started = time.monotonic()
     lab = Lab.create(scenario.topology, lab_name, params=config["params"], links=config["links"],
                      host_sysctls=config["host_sysctls"], owner_pid=os.getpid(),
-                     strict_links=False, scale=scenario.scale)
+                     strict_links=False, scale=decision.scale)
+    lab.doc["scale_decision"] = decision.to_dict()  # the collective rows' verdicts read it
     try:
         up_s = round(time.monotonic() - up_started, 3)
         entry["lab"] = {"block": lab.block, "backend": lab.backend, "nodes": len(lab.node_names()),
-                        "scale": lab.scale, "up_s": up_s}
+                        "scale": lab.scale, "scale_decision": decision.to_dict(), "up_s": up_s}
         entry["links"] = {l["name"]: l["profile"] for l in lab.links()}
         hosts = [h.name for h in lab.hosts()]
         ends = config["endpoints"] or {"src": hosts[0], "dst": hosts[-1]}
