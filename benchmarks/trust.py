@@ -74,6 +74,8 @@ def main() -> int:
             print(f"{case:<16} {row['time_us'] / 1e6:>10.3f} {row['model_time_us'] / 1e6:>8.3f} "
                   f"{row['meas_over_model']:>6.2f} {k:>5g} {row.get('verdict', '-'):>7}  "
                   f"{before}->{_load():<5}  {' '.join(argv[1:-1])}", flush=True)
+            print(f"{'':<16} verdict: {row.get('verdict_reason', '-')}; TCP-limited paths: "
+                  f"{', '.join(row.get('tcp_limited') or []) or 'none'}", flush=True)
     if not args.no_gloo:
         before = _load()
         argv = _argv(GLOO_CASE, args.size, args.iters, ["--order", "naive", "--nchunks", "2",

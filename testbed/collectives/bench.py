@@ -264,6 +264,7 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
     ranks = len(rank_host)
     groups, local, wan = site_params(lab, nodes, rank_host)
     tcp = tcp_limits(lab, nodes, rank_host, nsocks, buffsize_bytes, cc)
+    limited = [k for k, v in tcp.items() if v is not None and _binding(v, local, wan, k)]
     local, wan_floor = _tcp_floored(local, tcp)
     params = algo_params(algorithm, groups, order, chunk_bytes, nchunks)
     scale = float(getattr(lab, "scale", 1.0))  # rates divided by it: send bytes / scale too
@@ -304,7 +305,7 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
                        window=window if protocol == RENDEZVOUS else None,
                        nchunks=params.get("nchunks"), engine_cpu_share=round(cpu_share, 2),
                        tcp={k: v.to_dict() for k, v in tcp.items() if v is not None},
-                       tcp_limited=[k for k, v in tcp.items() if v is not None and _binding(v, local, wan, k)])
+                       tcp_limited=limited)
             if before is not None and after is not None:
                 judged = verdict.judge(before, after, round(cpu_share, 2), scale_enough, scale)
                 row.update(verdict=judged["verdict"], verdict_reason=judged["reason"],

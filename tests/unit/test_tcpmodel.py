@@ -112,3 +112,53 @@ def test_collective_model_uses_the_same_bound(monkeypatch):
                                    wan_floor_beta=path.beta_us_per_byte)
     assert edges[1] == (25000.0, pytest.approx(8e6 / same.rate_bps))
     assert edges[0] == (0.0, 0.0)
+
+
+class _StarLab:
+    """What run_sweep reads of a lab: a star of 4 hosts at 1 Gbit/s, 5 ms per link."""
+
+    def __init__(self):
+        topo = build_topology("star", {"hosts": 4})
+        self.doc = {"plan": make_plan(topo, "unit-star", "10.200.0.0/16",
+                                      {"fabric": {"rate": "1Gbit", "delay": "5ms"}}).to_dict()}
+        self.scale = 1.0
+
+    def node(self, name):
+        from testbed.lab.node import Node
+
+        info = self.doc["plan"]["nodes"][name]
+        return Node(name=name, netns=info["netns"], ip=info["ip"], role=info["role"],
+                    site=info["site"], intfs=())
+
+    def hosts(self):
+        nodes = self.doc["plan"]["nodes"]
+        return [self.node(n) for n in sorted(nodes) if nodes[n]["role"] == "host"]
+
+
+class _Engine:
+    def __init__(self, nodes, rank_host, **_kw):
+        pass
+
+    def run(self, schedule, inputs, warmup=1, iters=5):
+        from testbed.collectives.reference import execute
+
+        return {"times_s": [2.0] * iters, "outputs": execute(schedule, inputs), "cpu_s": 0.1}
+
+    def bytes_by_pair(self):
+        return {}
+
+    def close(self):
+        pass
+
+
+def test_rows_name_the_tcp_limited_path(monkeypatch):
+    """4 MiB send buffers over RTT 20 ms: the window (2 MiB / 20 ms = 838.9 Mbit/s) is below
+    the 1 Gbit/s link, so b = 8 / 838.9e6 s per byte and the row says the local path is
+    TCP-limited. 128 MiB ring allreduce over 4 ranks: 2 x 3/4 x 134217728 B x 8 /
+    838860800 bit/s = 1.92 s, plus 6 x 10 ms of latency at most: 1.92-1.98 s."""
+    monkeypatch.setattr(bench, "CollectiveEngine", _Engine)
+    monkeypatch.setattr(bench, "host_tcp", lambda node, cc=None: HostTcp.from_sysctls(
+        {"net.ipv4.tcp_rmem": "4096 131072 33554432", "net.ipv4.tcp_wmem": "4096 16384 4194304"}))
+    row = bench.run_sweep(_StarLab(), "allreduce", "ring", [128 * MiB], iters=1)[0]
+    assert row["tcp_limited"] == ["local"] and row["tcp"]["local"]["limit"] == "window"
+    assert 1.92e6 <= row["model_time_us"] <= 1.98e6
