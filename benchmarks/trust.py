@@ -73,7 +73,7 @@ def main() -> int:
             k = (row.get("scale_decision") or {}).get("scale", row.get("scale"))
             print(f"{case:<16} {row['time_us'] / 1e6:>10.3f} {row['model_time_us'] / 1e6:>8.3f} "
                   f"{row['meas_over_model']:>6.2f} {k:>5g} {row.get('verdict', '-'):>7}  "
-                  f"{before}->{_load():<5}  {' '.join(argv[1:-1])}", flush=True)
+                  f"{before}->{_load():<5}  {' '.join(x for x in argv[1:] if x != '--json')}", flush=True)
             print(f"{'':<16} verdict: {row.get('verdict_reason', '-')}; TCP-limited paths: "
                   f"{', '.join(row.get('tcp_limited') or []) or 'none'}", flush=True)
     if not args.no_gloo:
@@ -87,7 +87,7 @@ def main() -> int:
             print(f"gloo {GLOO_CASE}: gloo {b['time_us'] / 1e6:.3f} s, our rendezvous ring "
                   f"{a['time_us'] / 1e6:.3f} s, gloo/ours {b['time_us'] / a['time_us']:.2f} "
                   f"(target 0.77-1.3), K {a.get('scale', 1):g}, load {before}->{_load()}; "
-                  f"{' '.join(argv[1:-1])}", flush=True)
+                  f"{' '.join(x for x in argv[1:] if x != '--json')}", flush=True)
     return 0
 
 

@@ -160,6 +160,8 @@ def _header(results: Dict[str, Any]) -> List[str]:
         ("Finished", results.get("finished_at") or MISSING),
         ("Topology", config.get("topology") or MISSING),
         ("Delay backend", env.get("delay_backend") or MISSING),
+        ("Scale", "; ".join(f"{v.get('name')}: {(v.get('lab') or {}).get('scale_decision', {}).get('reason') or (v.get('lab') or {}).get('scale', MISSING)}"
+                            for v in results.get("variants") or []) or MISSING),
         ("Kernel", env.get("kernel") or MISSING),
         ("CPUs", format_number(env.get("cpus"))),
         ("Tools", tool_text),
@@ -199,6 +201,8 @@ def _collectives(variants: List[Dict[str, Any]]) -> List[str]:
                             "correct",
                         )
                     ),
+                    _cell(f"{item['verdict']}: {item.get('verdict_reason', '')}" if item.get("verdict")
+                          else MISSING),
                 ]
             )
     if not rows:
@@ -214,6 +218,7 @@ def _collectives(variants: List[Dict[str, Any]]) -> List[str]:
         "busbw (GB/s)",
         "Model (us)",
         "Correct",
+        "Verdict",
     ]
     return ["## Collectives", "", *_table(header, rows), ""]
 

@@ -217,15 +217,16 @@ def test_summary_table_rows(sample):
     table = summary_table(sample)
     assert table.row_count == 2
     headers = [str(column.header) for column in table.columns]
-    assert headers == ["Variant", "RTT ms", "Jitter ms", "Loss %", "TCP Mbit/s", "Hops", "PMTU B", "Fidelity"]
+    assert headers == ["Variant", "RTT ms", "Jitter ms", "Loss %", "TCP Mbit/s", "Hops", "PMTU B", "Scale",
+                       "Fidelity"]
     direct_cells = [list(column.cells)[0] for column in table.columns]
     transit_cells = [list(column.cells)[1] for column in table.columns]
     assert direct_cells[0] == "direct-interconnect"
     assert direct_cells[1] == format_number(sample["variants"][0]["ping"]["rtt_ms"]["mean"])
     assert direct_cells[6] == "9000"
-    assert "pass" in direct_cells[7]
+    assert "pass" in direct_cells[8]
     assert transit_cells[4] == format_number(sample["variants"][1]["tcp"]["throughput_mbps"])
-    assert "fail" in transit_cells[7]
+    assert "fail" in transit_cells[8]
 
 
 def test_print_summary(sample):
