@@ -76,3 +76,16 @@ def test_verdict_from_the_rows_own_lateness():
     assert verdict.judge(before, on_time, 0.95)["verdict"] == "warn"
     low = verdict.judge(before, on_time, 0.3, scale_enough=False, scale=1.0)
     assert low["verdict"] == "warn" and "scale 1" in low["reason"]
+
+
+def test_the_flagship_is_never_auto_scaled():
+    """Its variants measure RTT, one-way delay and jitter: K = 1, no capacity needed."""
+    from testbed.runner import resolve_scenario
+    from testbed.scenario import load_scenario
+    from testbed.topologies import TOPOLOGIES
+
+    scenario = load_scenario(resolve_scenario(None), topologies=set(TOPOLOGIES))
+    assert scenario.scale == "auto"
+    for index in range(len(scenario.variants)):
+        d = autoscale.for_variant(scenario, index)
+        assert (d.scale, d.mode) == (1.0, "auto") and "RTT probes" in d.reason
