@@ -117,7 +117,18 @@ def _ratio(first: Any, second: Any) -> str:
         return MISSING
     if first == 0 or not math.isfinite(first) or not math.isfinite(second):
         return MISSING
-    return f"{second / first:.2f}x"
+    ratio = second / first
+    # two significant digits below 0.1 (0.0014x, not 0.00x)
+    return f"{ratio:.2f}x" if abs(ratio) >= 0.1 or ratio == 0 else f"{ratio:.2g}x"
+
+
+def _unit_of(metric: str) -> str:
+    """The unit a check's metric is in, from its name (tolerances are absolute, in it)."""
+    base = metric.split("[", 1)[0]
+    for suffix, unit in (("_ms", " ms"), ("_mbps", " Mbit/s"), ("_pct", " %")):
+        if base.endswith(suffix):
+            return unit
+    return ""
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
@@ -237,7 +248,8 @@ def _fidelity(variants: List[Dict[str, Any]]) -> List[str]:
         rows = []
         for check in checks:
             tolerance = check.get("tolerance")
-            tol_text = f"{format_number(tolerance)}%" if isinstance(tolerance, (int, float)) else format_number(tolerance)
+            tol_text = (f"{format_number(tolerance)}{_unit_of(str(check.get('metric', '')))}"
+                        if isinstance(tolerance, (int, float)) else format_number(tolerance))
             row = [
                 _cell(str(check.get("metric", MISSING))),
                 format_number(check.get("configured")),

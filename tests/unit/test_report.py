@@ -105,7 +105,8 @@ def test_fidelity_table(sample):
     assert "| Metric | Configured | Measured | Tolerance | Verdict | Note |" in text
     rows = [line for line in text.splitlines() if line.startswith("| throughput_mbps |")]
     assert len(rows) == 2
-    assert "| 1000 |" in rows[1] and "| 15% |" in rows[1] and "**FAIL**" in rows[1]
+    # tolerances are absolute, in the metric's own unit (issue 13: not "15%")
+    assert "| 1000 |" in rows[1] and "| 15 Mbit/s |" in rows[1] and "**FAIL**" in rows[1]
     assert "**WARN**" in text
 
 
@@ -251,3 +252,11 @@ def test_summary_marks_incomplete_and_missing(sample):
     assert "direct-interconnect (incomplete)" in out
     row = next(line for line in out.splitlines() if "direct-interconnect" in line)
     assert row.split()[-1] == "-"  # no fidelity verdict
+
+
+def test_ratio_keeps_two_significant_digits():
+    from testbed.report import _ratio
+
+    assert _ratio(1000.0, 1.4) == "0.0014x"  # not 0.00x
+    assert _ratio(2.0, 3.0) == "1.50x"
+    assert _ratio(0, 3.0) == "-"
