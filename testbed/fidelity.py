@@ -125,6 +125,9 @@ def predict(plan: dict, l3_path: Sequence[str]) -> dict:
     survive = 1.0
     for p, _ in fwd:  # data direction only: lost ACKs barely slow TCP
         survive *= 1 - p.loss_pct / 100.0
+    survive_rev = 1.0
+    for p, _ in rev:
+        survive_rev *= 1 - p.loss_pct / 100.0
     return {
         "rtt_ms": rtt_ms,
         "owd_forward_ms": sum(p.delay_ms for p, _ in fwd),
@@ -132,6 +135,7 @@ def predict(plan: dict, l3_path: Sequence[str]) -> dict:
         "bottleneck_bps": bottleneck_bps,
         "path_mtu": mtu,
         "loss_pct": (1 - survive) * 100.0,
+        "loss_reverse_pct": (1 - survive_rev) * 100.0,
         "hops": len(fwd),
     }
 
@@ -180,6 +184,44 @@ def mathis_mbps(pred: dict, rtt_ms: float) -> Optional[float]:
     return mss * 8 / (rtt_ms / 1000.0) * MATHIS_C / math.sqrt(p) / 1e6
 
 
+LOSS_INTERVAL = 0.99  # central share of Binomial(n, p) a measured loss count must fall in
+
+
+def binomial_interval(n: int, p: float, share: float = LOSS_INTERVAL):
+    """(low, high) counts: the central ``share`` of Binomial(n, p) (exact, from the pmf)."""
+    tail = (1 - share) / 2
+    cdf, low, high = 0.0, None, n
+    for k in range(n + 1):
+        cdf += math.comb(n, k) * p ** k * (1 - p) ** (n - k)
+        if low is None and cdf > tail:
+            low = k
+        if cdf >= 1 - tail:
+            high = k
+            break
+    return (low or 0), high
+
+
+def ping_loss_check(pred: dict, ping: Optional[dict]) -> Optional[dict]:
+    """Ping's lost replies against the configured loss both ways, judged with the binomial
+    interval of the count (not a percentage tolerance): pass inside, warn outside."""
+    if not ping or not ping.get("sent"):
+        return None
+    n = int(ping["sent"])
+    lost = n - int(ping.get("received") or 0)
+    p = 1 - (1 - pred["loss_pct"] / 100.0) * (1 - pred.get("loss_reverse_pct", pred["loss_pct"]) / 100.0)
+    if n > 20000:
+        return None
+    low, high = binomial_interval(n, p)
+    ok = low <= lost <= high
+    note = (f"{lost} of {n} lost; {LOSS_INTERVAL:.0%} binomial interval for p = {p * 100:.3f} %: "
+            f"{low}-{high}")
+    if not ok:
+        note += (": more than configured (a delay line dropped, or the machine)" if lost > high
+                 else ": fewer than configured")
+    return _check("ping_loss_pct", round(p * 100, 4), round(100.0 * lost / n, 4), None,
+                  "pass" if ok else "warn", note)
+
+
 def checks(pred: dict, variant: dict, tolerances: dict, window_bytes: Optional[int] = None,
            host_sysctls=None) -> List[dict]:
     out: List[dict] = []
@@ -188,17 +230,31 @@ def checks(pred: dict, variant: dict, tolerances: dict, window_bytes: Optional[i
         measured = ping["rtt_ms"]["mean"]
         tol = max(RTT_FLOOR_MS, pred["rtt_ms"] * tolerances["rtt_tolerance_pct"] / 100.0)
         ok = abs(measured - pred["rtt_ms"]) <= tol
+        p50 = ping["rtt_ms"].get("p50")
+        rule = "rule: ping's mean RTT" + (f" (p50 {p50:.3f} ms)" if p50 is not None else "")
+        note = rule if ok else (f"mean {measured:.3f} ms is off the configured {pred['rtt_ms']:.3f} ms by "
+                                f"more than {tol:.3f} ms; {rule}"
+                                + ("; the p50 is within: a few slow replies (the machine, or queueing)"
+                                   if p50 is not None and abs(p50 - pred["rtt_ms"]) <= tol else ""))
         out.append(_check("rtt_ms", round(pred["rtt_ms"], 3), round(measured, 3), round(tol, 3),
-                          "pass" if ok else "fail"))
+                          "pass" if ok else "fail", note))
+    loss_check = ping_loss_check(pred, ping)
+    if loss_check is not None:
+        out.append(loss_check)
     owd = variant.get("owd")
     fwd = (owd or {}).get("forward") or {}
     if fwd.get("stdev_ms") is not None and pred["jitter_forward_ms"] > 0:
         measured = fwd["stdev_ms"]
         tol = max(JITTER_FLOOR_MS, pred["jitter_forward_ms"] * tolerances["jitter_tolerance_pct"] / 100.0)
         ok = abs(measured - pred["jitter_forward_ms"]) <= tol
+        if ok:
+            note = ""
+        elif measured < pred["jitter_forward_ms"]:
+            note = "FIFO order (no reordering) trims jitter when probes are close"
+        else:
+            note = "more delay variation than configured: a late delay line or queueing added it"
         out.append(_check("owd_stdev_ms", round(pred["jitter_forward_ms"], 3), round(measured, 3),
-                          round(tol, 3), "pass" if ok else "warn",
-                          "" if ok else "FIFO order (no reordering) trims jitter when probes are close"))
+                          round(tol, 3), "pass" if ok else "warn", note))
     tcp = variant.get("tcp")
     if tcp and tcp.get("throughput_mbps") is not None:
         rtt = (ping or {}).get("rtt_ms", {}).get("mean") or pred["rtt_ms"]

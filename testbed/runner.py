@@ -429,7 +429,10 @@ def _capacity_warnings(scenario: Scenario) -> List[str]:
         return []
     out = []
     for variant in scenario.variants:
-        rates = [p.rate_bps for spec in scenario.variant_links(variant).values()
+        config = scenario.variant_config(variant)
+        present = {link["name"] for link in autoscale.plan_for(
+            scenario.topology, config["params"], config["links"])["links"]}  # this variant's own
+        rates = [p.rate_bps for name, spec in scenario.variant_links(variant).items() if name in present
                  for p in (spec.forward, spec.reverse) if p.has_impairment]
         if not rates:
             continue

@@ -89,3 +89,16 @@ def test_the_flagship_is_never_auto_scaled():
     for index in range(len(scenario.variants)):
         d = autoscale.for_variant(scenario, index)
         assert (d.scale, d.mode) == (1.0, "auto") and "RTT probes" in d.reason
+
+
+def test_capacity_warnings_count_only_the_variants_own_links(monkeypatch):
+    """The flagship's transit variant has no direct link: its 10 Gbit/s must not warn there."""
+    from testbed import runner
+    from testbed.scenario import load_scenario
+    from testbed.topologies import TOPOLOGIES
+
+    doc = {"backend": "userspace", "delay_line_bps": 2e9, "machine": {"cpus": 2}, "measured_at": "now"}
+    monkeypatch.setattr(capacity, "load_cached", lambda *a, **k: doc)
+    scenario = load_scenario(runner.resolve_scenario(None), topologies=set(TOPOLOGIES))
+    warnings = runner._capacity_warnings(scenario)
+    assert [w.split(":")[0] for w in warnings] == ["direct-interconnect"], warnings

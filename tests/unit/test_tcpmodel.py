@@ -162,3 +162,27 @@ def test_rows_name_the_tcp_limited_path(monkeypatch):
     row = bench.run_sweep(_StarLab(), "allreduce", "ring", [128 * MiB], iters=1)[0]
     assert row["tcp_limited"] == ["local"] and row["tcp"]["local"]["limit"] == "window"
     assert 1.92e6 <= row["model_time_us"] <= 1.98e6
+
+
+def test_binomial_interval_by_hand():
+    # n = 4, p = 0.5: pmf 1/16, 4/16, 6/16, 4/16, 1/16; the central 99 % needs 0..4
+    assert fidelity.binomial_interval(4, 0.5) == (0, 4)
+    # n = 100, p = 0: nothing can be lost
+    assert fidelity.binomial_interval(100, 0.0) == (0, 0)
+
+
+def test_ping_loss_and_rtt_notes():
+    plan = _transit_plan()
+    pred = fidelity.predict(plan, fidelity.l3_path(plan, "cw-h1", "gcp-h1"))
+    # both ways 0.24975 %: a round trip loses 1 - 0.9975^2 ~ 0.499 %; 100 pings: 0-3 lost is normal
+    tol = {"rtt_tolerance_pct": 10, "throughput_tolerance_pct": 15, "jitter_tolerance_pct": 30}
+    ping = {"sent": 100, "received": 99, "rtt_ms": {"mean": 4.71, "p50": 50.2}}
+    by_metric = {c["metric"]: c for c in fidelity.checks(pred, {"ping": ping}, tol)}
+    assert by_metric["ping_loss_pct"]["verdict"] == "pass"
+    assert "binomial interval" in by_metric["ping_loss_pct"]["detail"]
+    ping["received"] = 80
+    by_metric = {c["metric"]: c for c in fidelity.checks(pred, {"ping": ping}, tol)}
+    assert by_metric["ping_loss_pct"]["verdict"] == "warn"
+    # a fail says the rule (mean) and the p50
+    assert by_metric["rtt_ms"]["verdict"] == "fail"
+    assert "mean" in by_metric["rtt_ms"]["detail"] and "p50 50.200" in by_metric["rtt_ms"]["detail"]
