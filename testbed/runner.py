@@ -196,14 +196,18 @@ def _run_timeline(lab: Lab, options, src, dst, progress) -> dict:
 
 def _run_training(lab: Lab, options, progress) -> dict:
     from testbed.collectives.training import run_training
+    from testbed.collectives.verdict import judged_step
 
-    return run_training(lab, options.engine_options(), progress)
+    return judged_step(lab, lambda: run_training(lab, options.engine_options(), progress),
+                       (lab.doc.get("scale_decision") or {}).get("enough"))
 
 
 def _run_storage(lab: Lab, options, progress) -> dict:
+    from testbed.collectives.verdict import judged_step
     from testbed.storage.step import run_storage
 
-    return run_storage(lab, options, progress)
+    return judged_step(lab, lambda: run_storage(lab, options, progress),
+                       (lab.doc.get("scale_decision") or {}).get("enough"))
 
 
 #: steps that use the whole lab rather than the two endpoints

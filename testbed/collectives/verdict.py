@@ -31,7 +31,7 @@ from typing import Any, Dict, Mapping, Optional
 from testbed.delayline.latehist import LatenessHistogram
 
 __all__ = ["LATE_WARN_MS", "LATE_FAIL_MS", "CPU_BUSY_WARN_PCT", "ENGINE_BUSY_SHARE", "snapshot",
-           "judge"]
+           "judge", "judged_step"]
 
 LATE_WARN_MS = 1.0  # fidelity.LATE_WARN_MS
 LATE_FAIL_MS = 5.0  # a ring step's latency off by more than the per-hop delays we emulate
@@ -112,3 +112,15 @@ def judge(before: Mapping[str, Any], after: Mapping[str, Any], engine_cpu_share:
     if verdict != "pass" and scale_enough is False and "scale" not in reason:
         reason += f"; scale {scale:g} was too low for this load"
     return {"verdict": verdict, "reason": reason, "evidence": evidence}
+
+
+def judged_step(lab, step, scale_enough: Optional[bool] = None) -> Dict[str, Any]:
+    """Run ``step()`` (a training or storage step: it returns a dict) and add the verdict of
+    the whole step to it (``verdict``, ``verdict_reason``, ``saturation``)."""
+    before = snapshot(lab)
+    data = step()
+    judged = judge(before, snapshot(lab), None, scale_enough, float(getattr(lab, "scale", 1.0)))
+    if isinstance(data, dict):
+        data.update(verdict=judged["verdict"], verdict_reason=judged["reason"],
+                    saturation=judged["evidence"])
+    return data
