@@ -11,6 +11,16 @@ rate limit -- runs iperf3 TCP (2 streams) h1 -> h2 through each, and reports::
     delay_line_bps, late_p99_ms             # through the line, and its lateness p99 then
     raw_veth_bps                            # the same TCP on a plain veth pair
     cpu_s_per_gb                            # delay line CPU per GB carried (userspace only)
+    lines: [{lines, mtu, flows, total_bps, late_p99_ms}]  # concurrent lines (measure_lines)
+
+``lines`` is what the machine carries through many lines at once: a ``star``
+of 2m hosts whose links have a 5 ms line each way and no rate limit, m TCP
+flows at once (h1 -> h2, h3 -> h4, ...), each through two line directions;
+``total_bps`` is the bits per second summed over the lines that carry data
+(twice the flows' goodput). :func:`lines_capacity_bps` reads it for any
+number of lines (the nearest measured count at or above; beyond the largest,
+that one's aggregate, scaled down by the count). A cache older than
+:data:`MAX_AGE_S` is measured again.
 
 The result is cached in ``<state_dir>/capacity.json`` (``/run/testbed``, a
 tmpfs: a reboot forgets it) so a later run can reuse it without traffic;
@@ -26,7 +36,7 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from testbed import __version__
 from testbed.errors import InputError, RunError
@@ -45,14 +55,21 @@ __all__ = [
     "check_scenario_capacity",
     "max_configured_rate_bps",
     "render",
+    "measure_lines",
+    "lines_capacity_bps",
+    "MAX_AGE_S",
 ]
 
-SCHEMA = "testbed.capacity/1"
+SCHEMA = "testbed.capacity/2"
 CACHE_FILE = "capacity.json"
 #: Configured traffic above this share of the measured capacity gets a warning.
 WARN_FRACTION = 0.8
 DEFAULT_DELAY_MS = 20.0
 DEFAULT_STREAMS = 2
+MAX_AGE_S = 7 * 24 * 3600.0
+LINE_FLOWS = (1, 2, 4, 8)  # concurrent flows: 2, 4, 8, 16 lines
+LINE_MTUS = (1500, 9000)
+LINE_DELAY_MS = 5.0
 IPERF_PORT = 5291
 # The hosts' TCP windows must not be the limit at a 40 ms RTT (per namespace only).
 _BIG_BUF = "4096 131072 67108864"
@@ -91,7 +108,14 @@ def load_cached(path: Optional[Path] = None,
         return None
     if doc.get("machine") != dict(machine or machine_fingerprint()):
         return None
-    if not isinstance(doc.get("delay_line_bps"), (int, float)):
+    if not isinstance(doc.get("delay_line_bps"), (int, float)) or not doc.get("lines"):
+        return None
+    try:
+        age = (_dt.datetime.now(_dt.timezone.utc)
+               - _dt.datetime.fromisoformat(doc["measured_at"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
+    if age > MAX_AGE_S:
         return None
     return doc
 
@@ -178,15 +202,84 @@ def measure_capacity(seconds: float = 3, name: str = "cap-probe",
     }
 
 
-def get_capacity(refresh: bool = False, seconds: float = 3, name: str = "cap-probe") -> dict:
+def get_capacity(refresh: bool = False, seconds: float = 3, name: str = "cap-probe",
+                 progress=lambda _m: None) -> dict:
     """The cached capacity of this machine, measured (and cached) when missing or stale."""
     if not refresh:
         cached = load_cached()
         if cached is not None:
             return cached
+    progress("measuring this machine's emulation capacity (about a minute; cached in "
+             f"{cache_path()})")
     doc = measure_capacity(seconds=seconds, name=name)
+    doc["lines"] = measure_lines(seconds=seconds, name=name)
     save_cached(doc)
     return doc
+
+
+def _concurrent_tcp(lab, flows: int, seconds: float) -> List[float]:
+    """``flows`` iperf3 flows at once, h(2i-1) -> h(2i); their goodputs (bit/s)."""
+    import threading
+
+    from testbed.measure import RUNNERS
+
+    out: List[Optional[float]] = [None] * flows
+    errors: List[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            r = RUNNERS["tcp"].run(lab.node(f"h{2 * i + 1}"), lab.node(f"h{2 * i + 2}"),
+                                   duration_s=seconds, streams=1, port=IPERF_PORT + 1 + i)
+            out[i] = r["throughput_mbps"] * 1e6
+        except BaseException as exc:  # handed to the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(flows)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return [float(x) for x in out]
+
+
+def measure_lines(seconds: float = 3, name: str = "cap-probe", flows=LINE_FLOWS,
+                  mtus=LINE_MTUS, backend: str = "auto") -> List[dict]:
+    """What the delay lines carry at once, by number of lines and MTU (module docstring)."""
+    from testbed.lab.lab import Lab
+
+    points = []
+    for mtu in mtus:
+        for m in (flows if mtu == mtus[0] else flows[::2]):
+            with Lab.create("star", f"{name}-l", params={"hosts": 2 * m}, backend=backend,
+                            links={"fabric": {"delay": f"{LINE_DELAY_MS:g}ms", "mtu": mtu}},
+                            host_sysctls=_HOST_SYSCTLS) as lab:
+                goodputs = _concurrent_tcp(lab, m, seconds)
+                lab.check()
+                late = [q.get("late_ms", {}).get("p99") for d in lab.delay_line_stats()
+                        for q in d.get("queues", []) if (q.get("received") or 0) > 1000]
+            points.append({"lines": 2 * m, "mtu": mtu, "flows": m,
+                           "total_bps": round(2 * sum(goodputs)),
+                           "late_p99_ms": max((x for x in late if x is not None), default=None)})
+    return points
+
+
+def lines_capacity_bps(doc: Mapping[str, Any], lines: int, mtu: int = 1500) -> float:
+    """Bits/s through ``lines`` concurrent lines: the nearest measured count at or above it
+    (packets of the nearest measured MTU at or below ``mtu``); beyond the largest count,
+    its aggregate scaled down by the count (more lines share the same cores, and worse)."""
+    points = [p for p in doc.get("lines") or [] if p.get("total_bps")]
+    if not points:
+        raise InputError("capacity.lines", "no measured line capacity (run testbed doctor --bench)")
+    mtus = sorted({p["mtu"] for p in points})
+    use = max([m for m in mtus if m <= mtu] or [mtus[0]])
+    pts = sorted((p for p in points if p["mtu"] == use), key=lambda p: p["lines"])
+    for p in pts:
+        if p["lines"] >= lines:
+            return float(p["total_bps"])
+    last = pts[-1]
+    return float(last["total_bps"]) * last["lines"] / max(lines, 1)
 
 
 def max_configured_rate_bps(rates_bps: Iterable[Optional[int]]) -> Optional[int]:
@@ -252,4 +345,8 @@ def render(doc: Mapping[str, Any]) -> str:
         "  line CPU per GB carried: " + ("-" if cpu is None else f"{cpu:.3f} s"),
         f"  scenarios warn above {WARN_FRACTION:.0%} of it: {_gbit(WARN_FRACTION * line)}",
     ]
+    for p in doc.get("lines") or []:
+        late = p.get("late_p99_ms")
+        lines.append(f"  {p['lines']:>3} lines at once, MTU {p['mtu']}: {_gbit(p['total_bps'])} in all"
+                     + ("" if late is None else f", lateness p99 {late:.3f} ms"))
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(gloo/MPI: send only into a buffer the receiver announced)")
     col.add_argument("--window", type=int, default=2,
                      help="rendezvous: buffers a receiver announces ahead per peer (gloo: 2)")
+    col.add_argument("--cc", default=None,
+                     help="congestion control of the engine's connections (e.g. cubic, bbr; "
+                          "default: the hosts'); the model's loss bound applies to loss-based ones")
     col.add_argument("--json", action="store_true", help="one JSON row per size")
     col.add_argument("--backend", default="testbed", choices=("testbed", "gloo", "both"),
                      help="our engine, torch.distributed gloo (needs the gloo extra), or both side by side")
@@ -332,25 +336,40 @@ def _cmd_collective(args) -> int:
                    buffsize_bytes=parse_size(args.buffsize, "buffsize"), order=args.order,
                    chunk_bytes=parse_size(args.chunk, "chunk") if args.chunk else None,
                    nchunks=None if args.nchunks is None else _positive("nchunks", args.nchunks),
-                   protocol=args.protocol, window=_positive("window", args.window))
+                   protocol=args.protocol, window=_positive("window", args.window), cc=args.cc)
     check_options(options["order"], options["chunk_bytes"], options["nchunks"], options["protocol"],
                   options["window"])  # before a lab is made
+    if args.cc is not None and not re.fullmatch(r"[a-z][a-z0-9_]{0,15}", args.cc):
+        raise InputError("cc", f"not a congestion control name: {args.cc!r}")
+    from testbed import autoscale
+
+    say = lambda m: print(f"# {m}", file=sys.stderr, flush=True)  # noqa: E731
+    load_options = dict(op=args.op, nsocks=options["nsocks"], buffsize_bytes=options["buffsize_bytes"],
+                        cc=args.cc)
     if args.lab:
         require_root()
         lab, owned = Lab.attach(args.lab), False
+        decision = autoscale.decide(float(lab.scale), lab.plan, ("collective",), **load_options)
     else:
         settings, params, links = _split_up_overrides(args.topology, args.overrides)
+        setting = settings.get("scale", autoscale.AUTO)
+        if setting != autoscale.AUTO:
+            setting = check_scale(setting, "scale", source="--set")
+        plan = autoscale.plan_for(args.topology, params, links)
+        require_root()
+        decision = autoscale.decide(setting, plan, ("collective",), progress=say, **load_options)
         lab = Lab.create(args.topology, f"col{os.getpid()}", params=params, links=links,
                          block=settings.get("block"), backend=str(settings.get("backend", "auto")),
-                         owner_pid=os.getpid(),
-                         scale=check_scale(settings.get("scale", 1), "scale", source="--set"))
+                         owner_pid=os.getpid(), scale=decision.scale)
         owned = True
+    say(f"scale {decision.scale:g} ({decision.mode}): {decision.reason}")
     progress = ((lambda m: None) if args.json else
                 (lambda m: print(f"# running {m}", file=sys.stderr, flush=True)))
     try:
         ours, theirs = [], []
         if args.backend in ("testbed", "both"):
-            ours = run_sweep(lab, args.op, args.algo, sizes, **options, progress=progress)
+            ours = run_sweep(lab, args.op, args.algo, sizes, **options, progress=progress,
+                             scale_enough=decision.enough)
         if args.backend in ("gloo", "both"):
             from testbed.collectives.gloo import run_gloo_sweep
 
@@ -361,12 +380,14 @@ def _cmd_collective(args) -> int:
         if owned:
             lab.destroy()
     rows = ours + theirs
+    for row in rows:
+        row["scale_decision"] = decision.to_dict()
     if args.json:
         for row in rows:
             print(json.dumps(row))
     else:
         how = f", {args.protocol} window {args.window}" if args.protocol != "eager" else ""
-        tables = []
+        tables = [f"# scale {decision.scale:g} ({decision.mode}): {decision.reason}"]
         if ours:
             tables.append(format_table(ours, title=f"{args.op} {args.algo}{how} on {lab.name}"))
         if theirs:  # a table of its own: the row layout does not name the engine

@@ -18,7 +18,10 @@ from __future__ import annotations
 import math
 from typing import List, Optional
 
-__all__ = ["checks", "throughput_bound_mbps", "mathis_mbps", "TCP_IP_HEADER_BYTES", "ETHERNET_HEADER_BYTES"]
+from testbed import tcpmodel
+from testbed.errors import InputError
+
+__all__ = ["checks", "throughput_bound_mbps", "mathis_mbps", "tcp_prediction", "TCP_IP_HEADER_BYTES", "ETHERNET_HEADER_BYTES"]
 
 TCP_IP_HEADER_BYTES = 52  # IPv4 20 + TCP 20 + timestamps 12
 ETHERNET_HEADER_BYTES = 14  # what htb counts beyond the IP packet
@@ -27,6 +30,9 @@ JITTER_FLOOR_MS = 0.5  # the probes' own timing noise (Python sender and receive
 LATE_WARN_MS = 1.0  # delay line p99 lateness beyond which results are suspect
 MATHIS_C = 1.22
 CPU_BUSY_WARN_PCT = 90.0  # all cores together
+#: tolerance of a TCP figure bound by window or loss, not the link: those are estimates
+#: (Mathis et al. report agreement within about a factor of 1.5), never a hard cap
+ESTIMATE_TOLERANCE_PCT = 50.0
 
 
 def _check(metric, configured, measured, tolerance, verdict, note=""):
@@ -49,6 +55,21 @@ def throughput_bound_mbps(pred: dict, rtt_ms: float, window_bytes: Optional[int]
     return min(bounds) if bounds else None
 
 
+def tcp_prediction(pred: dict, rtt_ms: float, window_bytes: Optional[int], host_sysctls=None,
+                   streams: int = 1, congestion: Optional[str] = None):
+    """What TCP can do on the path (:func:`testbed.tcpmodel.tcp_bound`, the collective model's
+    bound too): the hard bound above as the link term, the hosts' socket buffers (and an
+    explicit ``window_bytes``) as the window term, and the loss bound for loss-based
+    congestion control, for ``streams`` connections. None when nothing bounds the path."""
+    host = tcpmodel.HostTcp.from_sysctls(host_sysctls or {}, congestion=congestion)
+    link = throughput_bound_mbps(pred, rtt_ms, window_bytes)
+    try:
+        return tcpmodel.tcp_bound(link * 1e6 if link else None, rtt_ms, pred["loss_pct"],
+                                  pred["path_mtu"], host, max(1, int(streams or 1)))
+    except InputError:
+        return None
+
+
 def mathis_mbps(pred: dict, rtt_ms: float) -> Optional[float]:
     """Mathis et al. estimate under loss: an estimate (Reno-like), not a bound."""
     if pred["loss_pct"] <= 0 or rtt_ms <= 0:
@@ -58,37 +79,104 @@ def mathis_mbps(pred: dict, rtt_ms: float) -> Optional[float]:
     return mss * 8 / (rtt_ms / 1000.0) * MATHIS_C / math.sqrt(p) / 1e6
 
 
-def checks(pred: dict, variant: dict, tolerances: dict, window_bytes: Optional[int] = None) -> List[dict]:
+LOSS_INTERVAL = 0.99  # central share of Binomial(n, p) a measured loss count must fall in
+
+
+def binomial_interval(n: int, p: float, share: float = LOSS_INTERVAL):
+    """(low, high) counts: the central ``share`` of Binomial(n, p) (exact, from the pmf)."""
+    tail = (1 - share) / 2
+    cdf, low, high = 0.0, None, n
+    for k in range(n + 1):
+        cdf += math.comb(n, k) * p ** k * (1 - p) ** (n - k)
+        if low is None and cdf > tail:
+            low = k
+        if cdf >= 1 - tail:
+            high = k
+            break
+    return (low or 0), high
+
+
+def ping_loss_check(pred: dict, ping: Optional[dict]) -> Optional[dict]:
+    """Ping's lost replies against the configured loss both ways, judged with the binomial
+    interval of the count (not a percentage tolerance): pass inside, warn outside."""
+    if not ping or not ping.get("sent"):
+        return None
+    n = int(ping["sent"])
+    lost = n - int(ping.get("received") or 0)
+    p = 1 - (1 - pred["loss_pct"] / 100.0) * (1 - pred.get("loss_reverse_pct", pred["loss_pct"]) / 100.0)
+    if n > 20000:
+        return None
+    low, high = binomial_interval(n, p)
+    ok = low <= lost <= high
+    note = (f"{lost} of {n} lost; {LOSS_INTERVAL:.0%} binomial interval for p = {p * 100:.3f} %: "
+            f"{low}-{high}")
+    if not ok:
+        note += (": more than configured (a delay line dropped, or the machine)" if lost > high
+                 else ": fewer than configured")
+    return _check("ping_loss_pct", round(p * 100, 4), round(100.0 * lost / n, 4), None,
+                  "pass" if ok else "warn", note)
+
+
+def checks(pred: dict, variant: dict, tolerances: dict, window_bytes: Optional[int] = None,
+           host_sysctls=None) -> List[dict]:
     out: List[dict] = []
     ping = variant.get("ping")
     if ping and ping.get("rtt_ms", {}).get("mean") is not None:
         measured = ping["rtt_ms"]["mean"]
         tol = max(RTT_FLOOR_MS, pred["rtt_ms"] * tolerances["rtt_tolerance_pct"] / 100.0)
         ok = abs(measured - pred["rtt_ms"]) <= tol
+        p50 = ping["rtt_ms"].get("p50")
+        rule = "rule: ping's mean RTT" + (f" (p50 {p50:.3f} ms)" if p50 is not None else "")
+        note = rule if ok else (f"mean {measured:.3f} ms is off the configured {pred['rtt_ms']:.3f} ms by "
+                                f"more than {tol:.3f} ms; {rule}"
+                                + ("; the p50 is within: a few slow replies (the machine, or queueing)"
+                                   if p50 is not None and abs(p50 - pred["rtt_ms"]) <= tol else ""))
         out.append(_check("rtt_ms", round(pred["rtt_ms"], 3), round(measured, 3), round(tol, 3),
-                          "pass" if ok else "fail"))
+                          "pass" if ok else "fail", note))
+    loss_check = ping_loss_check(pred, ping)
+    if loss_check is not None:
+        out.append(loss_check)
     owd = variant.get("owd")
     fwd = (owd or {}).get("forward") or {}
     if fwd.get("stdev_ms") is not None and pred["jitter_forward_ms"] > 0:
         measured = fwd["stdev_ms"]
         tol = max(JITTER_FLOOR_MS, pred["jitter_forward_ms"] * tolerances["jitter_tolerance_pct"] / 100.0)
         ok = abs(measured - pred["jitter_forward_ms"]) <= tol
+        if ok:
+            note = ""
+        elif measured < pred["jitter_forward_ms"]:
+            note = "FIFO order (no reordering) trims jitter when probes are close"
+        else:
+            note = "more delay variation than configured: a late delay line or queueing added it"
         out.append(_check("owd_stdev_ms", round(pred["jitter_forward_ms"], 3), round(measured, 3),
-                          round(tol, 3), "pass" if ok else "warn",
-                          "" if ok else "FIFO order (no reordering) trims jitter when probes are close"))
+                          round(tol, 3), "pass" if ok else "warn", note))
     tcp = variant.get("tcp")
     if tcp and tcp.get("throughput_mbps") is not None:
         rtt = (ping or {}).get("rtt_ms", {}).get("mean") or pred["rtt_ms"]
-        bound = throughput_bound_mbps(pred, rtt, window_bytes)
-        if bound:
+        hard = throughput_bound_mbps(pred, rtt, window_bytes)
+        expected = tcp_prediction(pred, rtt, window_bytes, host_sysctls, tcp.get("streams") or 1,
+                                  tcp.get("congestion"))
+        if expected is not None:
             measured = tcp["throughput_mbps"]
-            tol = bound * tolerances["throughput_tolerance_pct"] / 100.0
-            if measured > bound + tol:
+            bound = expected.rate_bps / 1e6
+            hard_limit = expected.limit == "link"  # the links (or an explicit window) cap it
+            pct = (tolerances["throughput_tolerance_pct"] if hard_limit
+                   else max(tolerances["throughput_tolerance_pct"], ESTIMATE_TOLERANCE_PCT))
+            tol = bound * pct / 100.0
+            why = {"link": "the bottleneck after headers",
+                   "window": f"the window: {expected.connections} x window / RTT (socket buffers)",
+                   "loss": f"the loss bound ({'Mathis' if pred['loss_pct'] < 100 * tcpmodel.PADHYE_ABOVE_LOSS else 'Padhye'}"
+                           f" x {expected.connections} connection(s), {tcp.get('congestion') or 'host default'})"}
+            if hard and measured > hard * (1 + tolerances["throughput_tolerance_pct"] / 100.0):
                 verdict, note = "fail", "more throughput than the links allow"
+            elif measured > bound + tol:  # below the hard bound: not more than the links allow
+                verdict, note = "pass", (f"above the steady-state estimate set by {why[expected.limit]}: "
+                                         "a short flow gains from slow start before its first loss")
             elif measured >= bound - tol:
-                verdict, note = "pass", ""
+                verdict, note = "pass", f"bound set by {why[expected.limit]}"
             else:
-                verdict, note = "warn", "below the bound (TCP dynamics, or the emulator was the limit)"
+                verdict, note = "warn", (f"below the bound set by {why[expected.limit]} "
+                                         "(TCP dynamics, or the emulator was the limit)")
             out.append(_check("tcp_throughput_mbps", round(bound, 2), round(measured, 2),
                               round(tol, 2), verdict, note))
         estimate = mathis_mbps(pred, rtt)

@@ -18,7 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from testbed import capacity, cost, fidelity, results
+from testbed import autoscale, capacity, cost, fidelity, results
+from testbed.collectives.tcpedges import read_sysctls
 from testbed.errors import InputError, RunError, TestbedError
 from testbed.lab import counters, state
 from testbed.lab.lab import Lab, require_root
@@ -199,15 +200,18 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
     entry = results.new_variant(scenario, variant)
     doc["variants"].append(entry)
     lab_name = _lab_name(os.getpid(), index)
+    decision = autoscale.for_variant(scenario, index, progress)
+    progress(f"[{variant.name}] scale {decision.scale:g} ({decision.mode}): {decision.reason}")
     progress(f"[{variant.name}] bringing up {scenario.topology} lab {lab_name}")
     up_started = time.monotonic()
     lab = Lab.create(scenario.topology, lab_name, params=config["params"], links=config["links"],
                      host_sysctls=config["host_sysctls"], owner_pid=os.getpid(),
-                     strict_links=False, scale=scenario.scale)
+                     strict_links=False, scale=decision.scale)
+    lab.doc["scale_decision"] = decision.to_dict()  # the collective rows' verdicts read it
     try:
         up_s = round(time.monotonic() - up_started, 3)
         entry["lab"] = {"block": lab.block, "backend": lab.backend, "nodes": len(lab.node_names()),
-                        "scale": lab.scale, "up_s": up_s}
+                        "scale": lab.scale, "scale_decision": decision.to_dict(), "up_s": up_s}
         entry["links"] = {l["name"]: l["profile"] for l in lab.links()}
         hosts = [h.name for h in lab.hosts()]
         ends = config["endpoints"] or {"src": hosts[0], "dst": hosts[-1]}
@@ -247,7 +251,8 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
         pred = path_profile(lab.plan, l3)
         entry["predicted"] = pred
         window = tcp_options.window_bytes if tcp_options else None
-        entry["fidelity"] = {"checks": fidelity.checks(pred, entry, scenario.fidelity.model_dump(), window)}
+        entry["fidelity"] = {"checks": fidelity.checks(pred, entry, scenario.fidelity.model_dump(), window,
+                                                       host_sysctls=read_sysctls(src.netns))}
         entry["complete"] = True
     except TestbedError as exc:
         entry["errors"].append(str(exc))
@@ -307,7 +312,10 @@ def _capacity_warnings(scenario: Scenario) -> List[str]:
         return []
     out = []
     for variant in scenario.variants:
-        rates = [p.rate_bps for spec in scenario.variant_links(variant).values()
+        config = scenario.variant_config(variant)
+        present = {link.name for link in autoscale.plan_for(
+            scenario.topology, config["params"], config["links"]).links}  # this variant's own
+        rates = [p.rate_bps for name, spec in scenario.variant_links(variant).items() if name in present
                  for p in (spec.forward, spec.reverse) if p.has_impairment]
         if not rates:
             continue

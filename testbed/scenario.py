@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Type, Union
+from typing import Annotated, Any, Literal, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Type, Union
 
 from pydantic import (
     BaseModel,
@@ -160,7 +160,8 @@ class Scenario(StrictModel):
     variants: List[Variant] = Field(min_length=1, max_length=32)
     measure: Measure
     repeats: int = Field(1, ge=1, le=100)
-    scale: float = Field(1.0, ge=1, le=MAX_SCALE, allow_inf_nan=False)
+    # "auto": testbed.autoscale picks K per variant; a number is used as given
+    scale: Union[Literal["auto"], Annotated[float, Field(ge=1, le=MAX_SCALE, allow_inf_nan=False)]] = "auto"
     cost: Dict[StrictStr, Plain] = Field(default_factory=dict)
     quick: Dict[DottedKey, Plain] = Field(default_factory=dict)
     fidelity: FidelityOptions = Field(default_factory=FidelityOptions)

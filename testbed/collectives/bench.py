@@ -34,7 +34,8 @@ from __future__ import annotations
 import statistics
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from testbed.collectives import model, ops
+from testbed import tcpmodel
+from testbed.collectives import model, ops, verdict
 from testbed.collectives.algorithms import build_schedule
 from testbed.collectives.algorithms._common import DEFAULT_CHUNK_BYTES
 from testbed.collectives.engine import CollectiveEngine, place_ranks
@@ -50,6 +51,7 @@ from testbed.collectives.protocol import (
 from testbed.collectives.schedule import Schedule
 from testbed.collectives.simulate import simulate_time_us, site_link
 from testbed.collectives.table import row_dict
+from testbed.collectives.tcpedges import PathTcp, host_tcp, path_tcp
 from testbed.errors import InputError
 from testbed.lab.paths import l3_path, path_profile
 from testbed.scale import scaled_bytes
@@ -162,7 +164,8 @@ def simulated_model_us(schedule: Schedule, groups: Sequence[Sequence[int]],
     return simulate_time_us(schedule, link=link)
 
 
-def _model_us(op, algorithm, ranks, size, params, groups, local, wan) -> Optional[float]:
+def _model_us(op, algorithm, ranks, size, params, groups, local, wan,
+              wan_floor_beta: float = 0.0) -> Optional[float]:
     try:
         if algorithm == "hierarchical":
             return model.model_time_us(op, algorithm, ranks, size, local[0], local[1],
@@ -170,11 +173,74 @@ def _model_us(op, algorithm, ranks, size, params, groups, local, wan) -> Optiona
         if len(groups) > 1 and algorithm == "ring":
             # edge by edge: chunk 0 pays the WAN latency only where the ring crosses (the
             # model takes alpha and beta from the edges)
-            params = {**params, "edges": model.ring_edge_params(params["order"], groups, local, wan)}
+            params = {**params, "edges": model.ring_edge_params(params["order"], groups, local, wan,
+                                                                 wan_floor_beta=wan_floor_beta)}
         alpha, beta = wan if len(groups) > 1 else local
+        beta = max(beta, wan_floor_beta) if len(groups) > 1 else beta
         return model.model_time_us(op, algorithm, ranks, size, alpha, beta, **params)
     except (InputError, ValueError, KeyError):
         return None  # no model for this combination: the row says so
+
+
+def tcp_limits(lab, nodes: Mapping[str, Any], rank_host: Sequence[str], nsocks: int,
+               buffsize_bytes: int, cc: Optional[str] = None) -> Dict[str, Optional[PathTcp]]:
+    """The TCP bound of the two paths :func:`site_params` models ("local", "wan"; None where
+    there is no such path or nothing but the link bounds it), for ``nsocks`` connections with
+    at most ``buffsize_bytes`` in flight each, with the first host's sysctls."""
+    groups = groups_from_labels([nodes[h].site for h in rank_host])
+    hosts = list(dict.fromkeys(rank_host))
+    plan = lab.plan
+    host = host_tcp(nodes[hosts[0]], cc)
+    site_hosts = [rank_host[g[0]] for g in groups]
+    same_site = [h for h in hosts if nodes[h].site == nodes[site_hosts[0]].site]
+    out: Dict[str, Optional[PathTcp]] = {"local": None, "wan": None}
+    if len(same_site) > 1:
+        out["local"] = path_tcp(plan, same_site[0], same_site[-1], host, nsocks, buffsize_bytes)
+    if len(site_hosts) > 1:
+        out["wan"] = path_tcp(plan, site_hosts[0], site_hosts[-1], host, nsocks, buffsize_bytes)
+    return out
+
+
+def _tcp_floored(local: Tuple[float, float], tcp: Mapping[str, Optional[PathTcp]]):
+    """(local with its beta raised to the TCP bound's, the WAN edges' beta floor)."""
+    if tcp.get("local") is not None:
+        local = (local[0], max(local[1], tcp["local"].beta_us_per_byte))
+    wan_floor = tcp["wan"].beta_us_per_byte if tcp.get("wan") is not None else 0.0
+    return local, wan_floor
+
+
+def _binding(path: PathTcp, local, wan, which: str) -> bool:
+    """Whether the TCP bound, not the link, is the path's limit."""
+    link_beta = (local if which == "local" else wan)[1]
+    return path.beta_us_per_byte > link_beta * (1 + 1e-9)
+
+
+def _slow_start_us(tcp: Mapping[str, Optional[PathTcp]], schedule: Schedule, groups,
+                   rank_host: Sequence[str], scale: float, betas: Mapping[str, float]) -> float:
+    """Slow start of fresh connections (warmup 0): the largest over host pairs of the ramp
+    for the bytes the pair carries in an iteration, at the rate its path allows."""
+    where = site_of(groups)
+    by_pair: Dict[Tuple[str, str, str], float] = {}
+    for t in schedule.transfers:
+        if rank_host[t.src] == rank_host[t.dst]:
+            continue
+        key = (rank_host[t.src], rank_host[t.dst], "wan" if where[t.src] != where[t.dst] else "local")
+        by_pair[key] = by_pair.get(key, 0.0) + t.nbytes() * scale
+    worst = 0.0
+    for (_a, _b, which), nbytes in by_pair.items():
+        path = tcp.get(which)
+        if path is None:
+            continue
+        rate = 8e6 / max(betas[which], path.beta_us_per_byte)
+        worst = max(worst, tcpmodel.slow_start_us(nbytes, rate, path.rtt_ms, 1448))
+    return worst
+
+
+def _snapshot(lab) -> Optional[dict]:
+    """:func:`verdict.snapshot` of a real lab (None for one without delay-line statistics)."""
+    if not hasattr(lab, "delay_line_stats"):
+        return None
+    return verdict.snapshot(lab)
 
 
 def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host: int = 1,
@@ -182,10 +248,14 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
               buffsize_bytes: int = 4 * 1024 * 1024, order: str = "topology",
               chunk_bytes: Optional[int] = None, hosts: Optional[Sequence[str]] = None,
               progress: Callable[[str], None] = lambda _m: None, nchunks: Optional[int] = None,
-              protocol: str = EAGER, window: int = DEFAULT_WINDOW) -> List[dict]:
+              protocol: str = EAGER, window: int = DEFAULT_WINDOW,
+              cc: Optional[str] = None, scale_enough: Optional[bool] = None) -> List[dict]:
     """One row per size (module docstring); ``protocol``/``window`` as in
     :func:`~testbed.collectives.protocol.apply_protocol`, ``nchunks`` cuts the
-    buffer into that many pipelined chunks instead of ``chunk_bytes`` messages."""
+    buffer into that many pipelined chunks instead of ``chunk_bytes`` messages,
+    ``cc`` is the congestion control of the engine's sockets (None: the hosts' default);
+    every row gets a verdict (:mod:`testbed.collectives.verdict`), ``scale_enough`` False
+    (an explicit scale below what the load needs) making a pass a warn."""
     if op not in ops.OPS:
         raise InputError("op", f"unknown operation {op!r} (known: {', '.join(ops.OPS)})")
     check_options(order, chunk_bytes, nchunks, protocol, window)
@@ -194,9 +264,12 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
     rank_host = place_ranks(host_names, gpus_per_host)
     ranks = len(rank_host)
     groups, local, wan = site_params(lab, nodes, rank_host)
+    tcp = tcp_limits(lab, nodes, rank_host, nsocks, buffsize_bytes, cc)
+    limited = [k for k, v in tcp.items() if v is not None and _binding(v, local, wan, k)]
+    local, wan_floor = _tcp_floored(local, tcp)
     params = algo_params(algorithm, groups, order, chunk_bytes, nchunks)
     scale = float(getattr(lab, "scale", 1.0))  # rates divided by it: send bytes / scale too
-    engine = CollectiveEngine(nodes, rank_host, nsocks=nsocks, buffsize_bytes=buffsize_bytes)
+    engine = CollectiveEngine(nodes, rank_host, nsocks=nsocks, buffsize_bytes=buffsize_bytes, cc=cc)
     rows = []
     try:
         for size in sizes:
@@ -208,15 +281,22 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
             progress(f"{op} {algorithm} {ranks} ranks {size} B"
                      + (f" {protocol} window {window}" if protocol == RENDEZVOUS else "")
                      + (f" (sends {ops.size_bytes(op, sent, ranks)} B at scale {scale:g})" if scale != 1 else ""))
+            before = _snapshot(lab)
             out = engine.run(schedule, inputs, warmup=warmup, iters=iters)
+            after = _snapshot(lab)
             cpu_share = out["cpu_s"] / max(sum(out["times_s"]), 1e-9)  # of the timed iterations
             wrong = ops.count_wrong(op, out["outputs"], ops.expected(op, inputs, 0))
             times_us = [t * 1e6 for t in out["times_s"]]
             if protocol == EAGER:
                 model_us = _model_us(op, algorithm, ranks, ops.size_bytes(op, count, ranks),
-                                     _real_scale_chunks(algorithm, params, scale), groups, local, wan)
+                                     _real_scale_chunks(algorithm, params, scale), groups, local, wan,
+                                     wan_floor)
             else:  # the closed forms are eager-only: simulate the schedule that ran
-                model_us = simulated_model_us(schedule, groups, local, wan, scale)
+                model_us = simulated_model_us(schedule, groups, local, (wan[0], max(wan[1], wan_floor)),
+                                              scale)
+            if model_us is not None and warmup == 0:
+                model_us += _slow_start_us(tcp, schedule, groups, rank_host, scale,
+                                           {"local": local[1], "wan": wan[1]}) / max(1, iters)
             row = row_dict(op, algorithm, ranks, count, statistics.fmean(times_us) if times_us else None,
                            wrong, 0 if op in ("broadcast", "reduce") else None, model_us)
             row.update(times_us=[round(t, 1) for t in times_us], gpus_per_host=gpus_per_host,
@@ -224,7 +304,13 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
                        buffsize_bytes=buffsize_bytes, engine="testbed", scale=scale,
                        sent_bytes=ops.size_bytes(op, sent, ranks), protocol=protocol,
                        window=window if protocol == RENDEZVOUS else None,
-                       nchunks=params.get("nchunks"), engine_cpu_share=round(cpu_share, 2))
+                       nchunks=params.get("nchunks"), engine_cpu_share=round(cpu_share, 2),
+                       tcp={k: v.to_dict() for k, v in tcp.items() if v is not None},
+                       tcp_limited=limited)
+            if before is not None and after is not None:
+                judged = verdict.judge(before, after, round(cpu_share, 2), scale_enough, scale)
+                row.update(verdict=judged["verdict"], verdict_reason=judged["reason"],
+                           saturation=judged["evidence"])
             rows.append(row)
         rows and rows[-1].update(bytes_by_pair=engine.bytes_by_pair())
     finally:

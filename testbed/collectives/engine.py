@@ -51,11 +51,12 @@ def place_ranks(hosts: Sequence[str], gpus_per_host: int) -> List[str]:
 
 class CollectiveEngine:
     def __init__(self, nodes: Dict[str, object], rank_host: Sequence[str], nsocks: int = 1,
-                 buffsize_bytes: int = 4 * 1024 * 1024, local: Optional[LocalPath] = None):
+                 buffsize_bytes: int = 4 * 1024 * 1024, local: Optional[LocalPath] = None,
+                 cc: Optional[str] = None):
         self.nodes = nodes
         self.rank_host = list(rank_host)
         self.local = local or LocalPath()
-        self.transport = Transport(nsocks=nsocks, buffsize_bytes=buffsize_bytes)
+        self.transport = Transport(nsocks=nsocks, buffsize_bytes=buffsize_bytes, cc=cc)
         self.loop = asyncio.new_event_loop()
         self._connected = set()
 

@@ -322,13 +322,16 @@ def hierarchical_allreduce_us(group_sizes: Sequence[int], n: float, a_local: flo
 
 
 def ring_edge_params(order: Sequence[int], groups: Sequence[Sequence[int]],
-                     local: Edge, wan: Edge, shared_wan_link: bool = True) -> List[Edge]:
+                     local: Edge, wan: Edge, shared_wan_link: bool = True,
+                     wan_floor_beta: float = 0.0) -> List[Edge]:
     """(alpha_us, beta_us_per_byte) per ring edge, edge ``i`` from ``order[i]`` to ``order[i+1]``.
 
     ``local`` and ``wan`` are (alpha_us, beta_us_per_byte). With
     ``shared_wan_link``, the ``c`` ring edges that cross from one site to
     another in the same direction share that WAN link: each sees ``c * bW``.
-    Empty for fewer than two ranks.
+    ``wan_floor_beta`` is what an edge's own connections allow (the TCP bound,
+    :mod:`testbed.collectives.tcpedges`): a crossing edge sees
+    ``max(c * bW, wan_floor_beta)``. Empty for fewer than two ranks.
     """
     p = len(order)
     if p < 2:
@@ -342,7 +345,7 @@ def ring_edge_params(order: Sequence[int], groups: Sequence[Sequence[int]],
             out.append((float(local[0]), float(local[1])))
         else:
             sharing = crossings[(a_site, b_site)] if shared_wan_link else 1
-            out.append((float(wan[0]), float(wan[1]) * sharing))
+            out.append((float(wan[0]), max(float(wan[1]) * sharing, float(wan_floor_beta))))
     return out
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Dict, List, Literal
+from typing import Annotated, Any, Dict, List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from testbed.fields import SizeText, StrictModel
+from testbed.fields import CCName, SizeText, StrictModel
 from testbed.units import parse_size_bytes
 
 __all__ = ["CollectiveOptions", "TrainingOptions"]
@@ -28,6 +28,7 @@ class CollectiveOptions(StrictModel):
     order: Literal["topology", "naive"] = "topology"
     protocol: Literal["eager", "rendezvous"] = "eager"
     window: int = Field(2, ge=1, le=64)
+    cc: Optional[CCName] = None  # the engine's connections' congestion control; host default if None
 
     @model_validator(mode="after")
     def _algorithm_implements_op(self) -> "CollectiveOptions":

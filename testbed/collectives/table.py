@@ -123,6 +123,9 @@ def format_footer(rows: Sequence[Dict[str, Any]]) -> str:
         sizes = ", ".join(f"{r['bytes']} B ({r['engine_cpu_share']:.2f})" for r in busy)
         lines.append(f"# Engine CPU-bound at  : {sizes}: these times may include the emulator's own "
                      f"per-message cost; fewer network ranks per machine (--gpus-per-host) take it out")
+    for r in rows:
+        if r.get("verdict"):
+            lines.append(f"# Verdict {r['bytes']:>12} B: {r['verdict']:<4} {r.get('verdict_reason', '')}")
     return "\n".join(lines)
 
 

@@ -158,10 +158,12 @@ class _Receiver(asyncio.Protocol):
 class Transport:
     """Connections between hosts; ``deliver(transfer_id, offset_elems, payload)`` on arrival."""
 
-    def __init__(self, nsocks: int = 1, buffsize_bytes: int = 4 * 1024 * 1024):
+    def __init__(self, nsocks: int = 1, buffsize_bytes: int = 4 * 1024 * 1024,
+                 cc: Optional[str] = None):
         if nsocks < 1:
             raise RunError("nsocks must be at least 1")
         self.nsocks = nsocks
+        self.cc = cc  # the senders' congestion control (TCP_CONGESTION); None: the host's default
         self.buffsize_bytes = buffsize_bytes
         # the largest message pieces() leaves whole: with several sockets anything above
         # 64 KiB is dealt over them; with one, up to a slot of the buffer
@@ -188,6 +190,13 @@ class Transport:
                     client = ns_socket(s_node.netns)
                     client.setblocking(False)
                     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    if self.cc:
+                        try:
+                            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, self.cc.encode())
+                        except OSError as exc:
+                            client.close()
+                            raise RunError(f"congestion control {self.cc!r} on {src}: {exc.strerror} "
+                                           f"(see /proc/sys/net/ipv4/tcp_available_congestion_control)") from exc
                     try:
                         _, accepted = await asyncio.wait_for(
                             asyncio.gather(loop.sock_connect(client, (d_node.ip, port)),

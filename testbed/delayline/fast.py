@@ -226,7 +226,8 @@ class FastDelayLine(Reloadable):
                    if k not in ("late_counts", "late_total", "late_max_s")}
             doc.update(link=qcfg.get("link"), direction=qcfg.get("direction"),
                        ifname=qcfg.get("ifname"), dropped_queue=drops.get(q["queue_num"], 0),
-                       duplicated=0, late_ms=_late_ms(q))
+                       duplicated=0, late_ms=_late_ms(q),
+                       late_hist={str(i): c for i, c in enumerate(q["late_counts"]) if c})
             out.append(doc)
         errors = list(self.errors[-10:])
         if est["verdict_errors"]:

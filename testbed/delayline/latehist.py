@@ -41,6 +41,20 @@ class LatenessHistogram:
     def upper_edge_s(idx: int) -> float:
         return FIRST_EDGE_S * GROWTH ** idx
 
+    def sparse(self) -> dict:
+        """The non-empty bins as {"index": count} (what the stats file carries)."""
+        return {str(i): c for i, c in enumerate(self.counts) if c}
+
+    @classmethod
+    def from_sparse(cls, bins: dict) -> "LatenessHistogram":
+        hist = cls()
+        for key, count in (bins or {}).items():
+            hist.counts[int(key)] = int(count)
+        hist.total = sum(hist.counts)
+        used = [i for i, c in enumerate(hist.counts) if c]
+        hist.max_s = hist.upper_edge_s(used[-1]) if used else 0.0  # the bins keep no exact max
+        return hist
+
     def percentile_s(self, fraction: float) -> Optional[float]:
         """Upper edge of the bin holding the ``fraction`` quantile (None if empty)."""
         if not self.total:

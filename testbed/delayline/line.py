@@ -214,6 +214,7 @@ class DelayLine(Reloadable):
                 dropped_queue=drops.get(q.num, 0), **q.counters,
                 late_ms={"p50": ms(late.percentile_s(0.5)), "p99": ms(late.percentile_s(0.99)),
                          "max": ms(late.max_s if late.total else None), "samples": late.total},
+                late_hist=late.sparse(),
             ))
         doc = dict(pid=os.getpid(), ready=ready, final=final, generation=self.generation,
                    reloads=self.reloads, uptime_s=round(time.monotonic() - self.started, 3),

@@ -94,16 +94,18 @@ def path_profile(plan, l3: Sequence[str]) -> dict:
 
     rtt_ms and owd_forward_ms (configured delays), jitter_forward_ms (root sum
     of squares), bottleneck_bps (None: unshaped), path_mtu, loss_pct (data
-    direction: lost ACKs barely slow TCP) and hops (links).
+    direction: lost ACKs barely slow TCP), loss_reverse_pct and hops (links).
     """
     fwd, rev = [], []
     for link, direction in path_links(plan, l3):
         other = REVERSE if direction == FORWARD else FORWARD
         fwd.append((link_profile(link, direction), link.mtu))
         rev.append((link_profile(link, other), link.mtu))
-    survive = 1.0
+    survive = survive_rev = 1.0
     for profile, _ in fwd:
         survive *= 1 - profile.loss_pct / 100.0
+    for profile, _ in rev:
+        survive_rev *= 1 - profile.loss_pct / 100.0
     return {
         "rtt_ms": sum(p.delay_ms for p, _ in fwd) + sum(p.delay_ms for p, _ in rev),
         "owd_forward_ms": sum(p.delay_ms for p, _ in fwd),
@@ -111,6 +113,7 @@ def path_profile(plan, l3: Sequence[str]) -> dict:
         "bottleneck_bps": min((p.rate_bps for p, _ in fwd if p.rate_bps), default=None),
         "path_mtu": min((m for _, m in fwd), default=1500),
         "loss_pct": (1 - survive) * 100.0,
+        "loss_reverse_pct": (1 - survive_rev) * 100.0,
         "hops": len(fwd),
     }
 

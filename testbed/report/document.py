@@ -84,6 +84,15 @@ ROW_NOTES = {
 }
 
 
+def _unit_of(metric: str) -> str:
+    """The unit a check's metric is in, from its name (tolerances are absolute, in it)."""
+    base = metric.split("[", 1)[0]
+    for suffix, unit in (("_ms", " ms"), ("_mbps", " Mbit/s"), ("_pct", " %")):
+        if base.endswith(suffix):
+            return unit
+    return ""
+
+
 def _metric_tables(variants: List[Dict[str, Any]]) -> List[str]:
     names = [cell(str(v.get("name", f"variant {i}"))) for i, v in enumerate(variants)]
     header = ["Metric", *names]
@@ -153,6 +162,8 @@ def _header(results: Dict[str, Any]) -> List[str]:
         ("Finished", results.get("finished_at") or MISSING),
         ("Topology", config.get("topology") or MISSING),
         ("Delay backend", env.get("delay_backend") or MISSING),
+        ("Scale", "; ".join(f"{v.get('name')}: {(v.get('lab') or {}).get('scale_decision', {}).get('reason') or (v.get('lab') or {}).get('scale', MISSING)}"
+                            for v in results.get("variants") or []) or MISSING),
         ("Kernel", env.get("kernel") or MISSING),
         ("CPUs", format_number(env.get("cpus"))),
         ("Tools", tool_text),
@@ -185,7 +196,8 @@ def _fidelity(variants: List[Dict[str, Any]]) -> List[str]:
         rows = []
         for check in checks:
             tolerance = check.get("tolerance")
-            tol_text = f"{format_number(tolerance)}%" if isinstance(tolerance, (int, float)) else format_number(tolerance)
+            tol_text = (f"{format_number(tolerance)}{_unit_of(str(check.get('metric', '')))}"
+                        if isinstance(tolerance, (int, float)) else format_number(tolerance))
             row = [
                 cell(str(check.get("metric", MISSING))),
                 format_number(check.get("configured")),

@@ -59,7 +59,9 @@ def ratio(first: Any, second: Any) -> str:
         return MISSING
     if first == 0 or not math.isfinite(first) or not math.isfinite(second):
         return MISSING
-    return f"{second / first:.2f}x"
+    value = second / first
+    # two significant digits below 0.1 (0.0014x, not 0.00x)
+    return f"{value:.2f}x" if abs(value) >= 0.1 or value == 0 else f"{value:.2g}x"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:

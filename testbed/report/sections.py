@@ -42,6 +42,8 @@ def collectives_section(variants: List[Dict[str, Any]]) -> List[str]:
                             "correct",
                         )
                     ),
+                    cell(f"{item['verdict']}: {item.get('verdict_reason', '')}" if item.get("verdict")
+                         else "-"),
                 ]
             )
     if not rows:
@@ -57,6 +59,7 @@ def collectives_section(variants: List[Dict[str, Any]]) -> List[str]:
         "busbw (GB/s)",
         "Model (us)",
         "Correct",
+        "Verdict",
     ]
     return ["## Collectives", "", *table(header, rows), ""]
 

@@ -26,6 +26,7 @@ SUMMARY_COLUMNS: Sequence[Tuple[str, Tuple[str, ...]]] = (
     ("TCP Mbit/s", ("tcp.throughput_mbps",)),
     ("Hops", ("path.hops",)),
     ("PMTU B", ("path.path_mtu",)),
+    ("Scale", ("lab.scale",)),
 )
 
 _VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}

@@ -17,7 +17,13 @@ def _run(ctx: StepContext, options: CollectiveOptions) -> List[dict]:
                      gpus_per_host=options.gpus_per_host, iters=options.iters,
                      warmup=options.warmup, nsocks=options.nsocks,
                      buffsize_bytes=options.buffsize_bytes, order=options.order,
-                     protocol=options.protocol, window=options.window, progress=ctx.progress)
+                     protocol=options.protocol, window=options.window, cc=options.cc,
+                     progress=ctx.progress, scale_enough=_scale_enough(ctx.lab))
+
+
+def _scale_enough(lab):
+    """Whether the lab's scale carried the load (testbed.autoscale), for the rows' verdicts."""
+    return (lab.doc.get("scale_decision") or {}).get("enough")
 
 
 def _describe(options: CollectiveOptions, ctx: StepContext) -> str:

@@ -9,9 +9,11 @@ __all__ = ["STEP"]
 
 
 def _run(ctx: StepContext, options: StorageOptions) -> dict:
+    from testbed.collectives.verdict import judged_step
     from testbed.storage.step import run_storage
 
-    return run_storage(ctx.lab, options, ctx.progress)
+    return judged_step(ctx.lab, lambda: run_storage(ctx.lab, options, ctx.progress),
+                       (ctx.lab.doc.get("scale_decision") or {}).get("enough"))
 
 
 def _section(variants):

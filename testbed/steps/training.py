@@ -10,8 +10,10 @@ __all__ = ["STEP"]
 
 def _run(ctx: StepContext, options: TrainingOptions) -> dict:
     from testbed.collectives.training import run_training
+    from testbed.collectives.verdict import judged_step
 
-    return run_training(ctx.lab, options.engine_options(), ctx.progress)
+    return judged_step(ctx.lab, lambda: run_training(ctx.lab, options.engine_options(), ctx.progress),
+                       (ctx.lab.doc.get("scale_decision") or {}).get("enough"))
 
 
 def _section(variants):

@@ -12,8 +12,15 @@ from testbed.errors import InputError
 MACHINE = {"kernel": "6.1.0-test", "cpus": 2, "testbed": "0.1.0"}
 
 
+LINES = [{"lines": 2, "mtu": 1500, "flows": 1, "total_bps": 8_000_000_000, "late_p99_ms": 0.5},
+         {"lines": 4, "mtu": 1500, "flows": 2, "total_bps": 6_000_000_000, "late_p99_ms": 0.9},
+         {"lines": 16, "mtu": 1500, "flows": 8, "total_bps": 4_000_000_000, "late_p99_ms": 3.0},
+         {"lines": 2, "mtu": 9000, "flows": 1, "total_bps": 20_000_000_000, "late_p99_ms": 0.3}]
+
+
 def _doc(bps=2_500_000_000, backend="userspace", **extra):
-    doc = {"schema": capacity.SCHEMA, "machine": dict(MACHINE), "measured_at": "2026-01-01T00:00:00+00:00",
+    doc = {"schema": capacity.SCHEMA, "machine": dict(MACHINE), "lines": LINES,
+           "measured_at": capacity._now(),
            "seconds": 3, "streams": 2, "delay_ms": 20.0, "backend": backend, "load_avg_1m": 0.5,
            "delay_line_bps": bps, "late_p99_ms": 0.4, "raw_veth_bps": 10_000_000_000,
            "cpu_s_per_gb": 0.6}
@@ -25,7 +32,8 @@ def test_public_surface():
     assert set(capacity.__all__) == {
         "SCHEMA", "WARN_FRACTION", "CACHE_FILE", "machine_fingerprint", "cache_path",
         "load_cached", "save_cached", "measure_capacity", "get_capacity",
-        "check_scenario_capacity", "max_configured_rate_bps", "render"}
+        "check_scenario_capacity", "max_configured_rate_bps", "render", "measure_lines",
+        "lines_capacity_bps", "MAX_AGE_S"}
     for name in capacity.__all__:
         assert hasattr(capacity, name), name
 
@@ -127,7 +135,8 @@ def test_get_capacity_refresh_measures_and_caches(monkeypatch, tmp_path):
     monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path))
     capacity.save_cached(_doc(machine=capacity.machine_fingerprint()))
     fresh = _doc(bps=7_000_000_000, machine=capacity.machine_fingerprint())
-    monkeypatch.setattr(capacity, "measure_capacity", lambda **_kw: fresh)
+    monkeypatch.setattr(capacity, "measure_capacity", lambda **_kw: dict(fresh))
+    monkeypatch.setattr(capacity, "measure_lines", lambda **_kw: LINES)
     assert capacity.get_capacity(refresh=True) == fresh
     assert capacity.load_cached()["delay_line_bps"] == 7_000_000_000
 
@@ -151,3 +160,23 @@ def test_render_names_the_figures():
     assert "kernel 6.1.0-test, 2 CPUs" in text
     missing = capacity.render(_doc(late_p99_ms=None, cpu_s_per_gb=None))
     assert "lateness p99 at that load: -" in missing
+
+
+def test_stale_or_line_less_cache_is_measured_again(tmp_path):
+    path = tmp_path / "capacity.json"
+    capacity.save_cached(_doc(measured_at="2020-01-01T00:00:00+00:00"), path)
+    assert capacity.load_cached(path, machine=MACHINE) is None  # older than MAX_AGE_S
+    capacity.save_cached(_doc(lines=[]), path)
+    assert capacity.load_cached(path, machine=MACHINE) is None  # schema 1 had no lines
+
+
+def test_lines_capacity():
+    doc = _doc()
+    assert capacity.lines_capacity_bps(doc, 1) == 8e9  # the nearest count at or above: 2
+    assert capacity.lines_capacity_bps(doc, 3) == 6e9
+    assert capacity.lines_capacity_bps(doc, 16) == 4e9
+    assert capacity.lines_capacity_bps(doc, 32) == 2e9  # beyond 16: 4e9 x 16 / 32
+    assert capacity.lines_capacity_bps(doc, 2, mtu=9000) == 20e9
+    assert capacity.lines_capacity_bps(doc, 4, mtu=9000) == 10e9  # 20e9 x 2 / 4
+    with pytest.raises(InputError):
+        capacity.lines_capacity_bps(_doc(lines=[]), 2)

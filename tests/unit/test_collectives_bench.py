@@ -23,6 +23,7 @@ from testbed.collectives.reference import execute
 from testbed.errors import InputError
 from testbed.lab.node import Node
 from testbed.lab.plan import make_plan
+from testbed.tcpmodel import HostTcp
 from testbed.topologies import build_topology
 
 MiB = 1024 * 1024
@@ -57,7 +58,7 @@ class StandInEngine:
 
     schedules: list = []
 
-    def __init__(self, nodes, rank_host, nsocks=1, buffsize_bytes=0):
+    def __init__(self, nodes, rank_host, nsocks=1, buffsize_bytes=0, cc=None):
         self.ranks = len(rank_host)
 
     def run(self, schedule, inputs, warmup=1, iters=5):
@@ -71,10 +72,15 @@ class StandInEngine:
         pass
 
 
+#: hosts whose socket buffers never bound a connection here: the link alone sets b
+BIG_BUFFERS = HostTcp(rmem_max_bytes=1 << 30, wmem_max_bytes=1 << 30, congestion="cubic")
+
+
 @pytest.fixture
 def engine(monkeypatch):
     StandInEngine.schedules = []
     monkeypatch.setattr(bench, "CollectiveEngine", StandInEngine)
+    monkeypatch.setattr(bench, "host_tcp", lambda node, cc=None: BIG_BUFFERS)
     return StandInEngine
 
 

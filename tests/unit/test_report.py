@@ -106,7 +106,8 @@ def test_fidelity_table(sample):
     assert "| Metric | Configured | Measured | Tolerance | Verdict | Note |" in text
     rows = [line for line in text.splitlines() if line.startswith("| throughput_mbps |")]
     assert len(rows) == 2
-    assert "| 1000 |" in rows[1] and "| 15% |" in rows[1] and "**FAIL**" in rows[1]
+    # tolerances are absolute, in the metric's own unit (issue 13: not "15%")
+    assert "| 1000 |" in rows[1] and "| 15 Mbit/s |" in rows[1] and "**FAIL**" in rows[1]
     assert "**WARN**" in text
 
 
@@ -218,15 +219,16 @@ def test_summary_table_rows(sample):
     table = summary_table(sample)
     assert table.row_count == 2
     headers = [str(column.header) for column in table.columns]
-    assert headers == ["Variant", "RTT ms", "Jitter ms", "Loss %", "TCP Mbit/s", "Hops", "PMTU B", "Fidelity"]
+    assert headers == ["Variant", "RTT ms", "Jitter ms", "Loss %", "TCP Mbit/s", "Hops", "PMTU B", "Scale",
+                       "Fidelity"]
     direct_cells = [list(column.cells)[0] for column in table.columns]
     transit_cells = [list(column.cells)[1] for column in table.columns]
     assert direct_cells[0] == "direct-interconnect"
     assert direct_cells[1] == format_number(sample["variants"][0]["ping"]["rtt_ms"]["mean"])
     assert direct_cells[6] == "9000"
-    assert "pass" in direct_cells[7]
+    assert "pass" in direct_cells[8]
     assert transit_cells[4] == format_number(sample["variants"][1]["tcp"]["throughput_mbps"])
-    assert "fail" in transit_cells[7]
+    assert "fail" in transit_cells[8]
 
 
 def test_print_summary(sample):
@@ -310,3 +312,11 @@ def test_delay_line_lateness_checks_name_their_wire():
     late = [n for n in names if n.startswith("delay_line_late")]
     assert late == ["delay_line_late_p99_ms[transit-hop _w5:forward]",
                     "delay_line_late_p99_ms[transit-hop _w6:forward]"]
+
+
+def test_ratio_keeps_two_significant_digits():
+    from testbed.report.markdown import ratio as _ratio
+
+    assert _ratio(1000.0, 1.4) == "0.0014x"  # not 0.00x
+    assert _ratio(2.0, 3.0) == "1.50x"
+    assert _ratio(0, 3.0) == "-"
