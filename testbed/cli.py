@@ -186,13 +186,24 @@ def _cmd_up(args) -> int:
           f"delay backend {lab.backend}" + (f", rates scaled 1/{lab.scale:g}" if lab.scale != 1 else ""))
     for host in lab.hosts():
         print(f"  {host.name:<10} {host.ip}")
-    print(f"try: testbed exec {lab.name} {lab.hosts()[0].name} -- ping -c 3 {lab.hosts()[-1].ip}")
+    print(f"try: testbed exec {lab.name} {lab.hosts()[0].name} -- ping -c 3 {lab.hosts()[-1].name}")
+    _print_window_advisories(lab)
     if args.cli:
         from testbed.lab.minicli import run_cli
 
         print("Mininet CLI on the lab; 'exit' leaves it, the lab stays up until 'testbed down'")
         run_cli(lab)
     return 0
+
+
+def _print_window_advisories(lab) -> None:
+    """Where the hosts' socket buffers cannot fill a path between sites, say so (testbed/window_advisory.py)."""
+    from testbed.collectives.tcpedges import read_sysctls
+    from testbed.window_advisory import advisories
+
+    sysctls = {h.name: read_sysctls(h.netns) for h in lab.hosts()}
+    for line in advisories(lab.plan, sysctls):
+        print(f"advisory: {line}")
 
 
 def _cmd_exec(args) -> int:

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from testbed import autoscale, capacity, cost, fidelity, results
+from testbed import autoscale, capacity, cost, fidelity, results, tcpmodel
 from testbed.collectives.tcpedges import read_sysctls
 from testbed.errors import InputError, RunError, TestbedError
 from testbed.lab import counters, state
@@ -32,6 +32,7 @@ from testbed.shaping import backends
 from testbed.steps.kind import StepContext
 from testbed.steps.registry import get_step
 from testbed.versions import version_line
+from testbed.window_advisory import window_advisory
 
 __all__ = ["scenarios_dir", "resolve_scenario", "environment", "run_step", "run_scenario", "FLAGSHIP"]
 
@@ -250,6 +251,12 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
               else l3_path(lab.plan, src.name, dst.name))
         pred = path_profile(lab.plan, l3)
         entry["predicted"] = pred
+        if entry.get("tcp") and tcp_options is not None:  # the window, not the link, may be the limit
+            host = tcpmodel.HostTcp.from_sysctls(read_sysctls(src.netns), congestion=tcp_options.cc)
+            advisory = window_advisory(src.name, dst.name, pred, host, tcp_options.streams)
+            if advisory and not tcp_options.window_bytes:
+                entry["tcp"]["window_advisory"] = advisory
+                progress(f"[{variant.name}] advisory: {advisory}")
         window = tcp_options.window_bytes if tcp_options else None
         entry["fidelity"] = {"checks": fidelity.checks(pred, entry, scenario.fidelity.model_dump(), window,
                                                        host_sysctls=read_sysctls(src.netns))}

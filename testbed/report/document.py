@@ -114,6 +114,9 @@ def _metric_tables(variants: List[Dict[str, Any]]) -> List[str]:
             continue
         out += [f"## {title}", "", *table(header, table_rows), ""]
         notes = [note for label, note in ROW_NOTES.items() if any(r[0] == label for r in table_rows)]
+        if any(r[0] == "TCP throughput (Mbit/s)" for r in table_rows):
+            notes += [f"TCP window, {cell(str(v.get('name')))}: {cell(v['tcp']['window_advisory'])}"
+                      for v in variants if (v.get("tcp") or {}).get("window_advisory")]
         if notes:
             out += [f"- {note}" for note in notes] + [""]
     return out
