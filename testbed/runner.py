@@ -207,7 +207,7 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
     try:
         up_s = round(time.monotonic() - up_started, 3)
         entry["lab"] = {"block": lab.block, "backend": lab.backend, "nodes": len(lab.node_names()),
-                        "scale": lab.scale, "up_s": up_s}
+                        "scale": lab.scale, "up_s": up_s, "graph": graph_doc(lab.plan)}
         entry["links"] = {l["name"]: l["profile"] for l in lab.links()}
         hosts = [h.name for h in lab.hosts()]
         ends = config["endpoints"] or {"src": hosts[0], "dst": hosts[-1]}
