@@ -113,7 +113,8 @@ def _pump(stream: IO[bytes], sink: IO[str], lines: List[str]) -> None:
     for raw in iter(stream.readline, b""):
         text = raw.decode(errors="replace").rstrip("\n")
         lines.append(text)
-        sink.write(f"tcpdump: {text}\n")
+        sink.write(text if text.startswith("tcpdump: ") else f"tcpdump: {text}")
+        sink.write("\n")
         sink.flush()
 
 

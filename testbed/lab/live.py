@@ -193,30 +193,38 @@ def apply_set(name: str, items: Sequence[str]) -> List[SetChange]:
             lab.doc[IN_FORCE_KEY] = {str(i): s.to_user() for i, s in sorted(ctl.profiles.items())}
             state.write_state(name, lab.doc)
         except BaseException as exc:
-            problems = _undo(ctl, done, current)
+            problems, half = _undo(ctl, done, current)
             if problems:
                 raise RunError(f"{exc}; putting back the links already changed failed too: "
                                + "; ".join(problems) + " (the lab's state keeps the old profiles)") from exc
             if isinstance(exc, TestbedError):
-                raise RunError(f"{exc} (nothing changed: the links already changed were put back)") from exc
+                note = "" if half is None else f"; undoing the half-made change failed too: {half}"
+                raise RunError(f"{exc} (nothing recorded: the links already changed were put back{note})") from exc
             raise
         return changes
 
 
-def _undo(ctl: EventController, done: List[SetChange], failed: Optional[SetChange]) -> List[str]:
+def _undo(ctl: EventController, done: List[SetChange],
+          failed: Optional[SetChange]) -> Tuple[List[str], Optional[str]]:
+    """Put the changed links back; (problems with those, problem undoing the failed one or None).
+
+    The link whose change failed may be half changed (its rate changed, its
+    delay line not): every piece in which the two specs differ is re-applied.
+    That can fail for the reason the change failed; it is reported apart.
+    """
     problems = []
-    undo = list(reversed(done)) + ([failed] if failed is not None else [])
-    for change in undo:
+    for change in reversed(done):
         try:
-            # the failed link may be half changed: re-apply every piece that differs
             ctl.put_profile(change.link, change.before, assume=change.after)
-            if change.before == change.link.spec:
-                ctl.profiles.pop(change.link.id, None)
-            else:
-                ctl.profiles[change.link.id] = change.before
         except (TestbedError, OSError) as exc:
             problems.append(f"{change.link.name}: {exc}")
-    return problems
+    half = None
+    if failed is not None:
+        try:
+            ctl.put_profile(failed.link, failed.before, assume=failed.after)
+        except (TestbedError, OSError) as exc:
+            half = f"{failed.link.name}: {exc}"
+    return problems, half
 
 
 # ---------------------------------------------------------------- show

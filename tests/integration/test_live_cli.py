@@ -1,0 +1,158 @@
+"""``testbed set``, ``show``, ``capture`` and ``graph`` on real labs (userspace delay line here).
+
+Oracles independent of the code under test: ping's RTT measured across the
+link (the delay in force), the delay line's own config file (what it was
+told to run), scapy reading the pcap tcpdump wrote (packet count, ICMP
+between the lab's hosts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/helpers.py
+
+from testbed.cli import main  # noqa: E402
+from testbed.shaping.userspace import config_path  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+MULTI = {"sites": ["cw", "gcp"], "hosts_per_site": 1, "paths": {"cw-gcp": "direct+transit"},
+         "transit_hops": 1}
+MULTI_LINKS = {"cw-gcp": {"rate": "200Mbit", "delay": "5ms", "mtu": 1500},
+               "cw-gcp-transit": {"rate": "100Mbit", "delay": "10ms", "loss": "0%"}}
+
+
+def _rtt_ms(lab, src: str, dst: str, count: int = 5) -> float:
+    out = lab.node(src).run(["ping", "-c", str(count), "-i", "0.05", "-W", "2", lab.node(dst).ip],
+                            timeout_s=30).stdout
+    return float(re.search(r"= [\d.]+/([\d.]+)/", out).group(1))
+
+
+def _show(capsys, name: str) -> dict:
+    capsys.readouterr()
+    assert main(["show", name, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _line_config(lab, wire: str) -> dict:
+    rec = next(r for r in lab.proc_records() if r.kind == "delayline" and r.netns == wire)
+    return json.loads(config_path(rec).read_text())
+
+
+def _line_profiles(lab, wire: str) -> dict:
+    return {(q["link"], q["direction"]): q["profile"] for q in _line_config(lab, wire)["queues"]}
+
+
+def test_set_moves_the_rtt_and_show_reports_it(lab_factory, capsys):
+    lab = lab_factory.create("pair", "it-set", links={"link": {"rate": "500Mbit", "delay": "5ms"}})
+    before = _rtt_ms(lab, "h1", "h2")
+    assert 9.5 < before < 15, before  # 2 x 5 ms
+
+    assert main(["set", "it-set", "link.delay=25ms"]) == 0
+    assert "delay 5ms -> rate 500Mbit, delay 25ms" in capsys.readouterr().out
+    after = _rtt_ms(lab, "h1", "h2")
+    assert 49.5 < after < 56, after  # 2 x 25 ms
+    view = _show(capsys, "it-set")
+    link = view["links"][0]
+    assert link["changed"] is True
+    assert link["forward"]["delay"] == "25ms" and link["reverse"]["delay"] == "25ms"
+    assert link["configured"]["forward"]["delay"] == "5ms"
+
+    # one direction; the rest stays as in force now (a later set starts from it)
+    assert main(["set", "it-set", "link.forward.delay=5ms"]) == 0
+    assert 29.5 < _rtt_ms(lab, "h1", "h2") < 36  # 5 + 25
+    view = _show(capsys, "it-set")
+    assert (view["links"][0]["forward"]["delay"], view["links"][0]["reverse"]["delay"]) == ("5ms", "25ms")
+    assert main(["show", "it-set"]) == 0
+    text = capsys.readouterr().out
+    assert "link*" in text and "25ms" in text and "h1-eth0" in text and lab.node("h2").ip in text
+
+    assert main(["set", "it-set", "link=configured"]) == 0
+    assert _show(capsys, "it-set")["links"][0]["changed"] is False
+    assert 9.5 < _rtt_ms(lab, "h1", "h2") < 15
+
+
+def test_set_is_all_or_nothing(lab_factory, capsys):
+    lab = lab_factory.create("multicloud", "it-set2", params=MULTI, links=MULTI_LINKS)
+    direct = next(l["wire"] for l in lab.links() if l["name"] == "cw-gcp")
+    transit = next(l["wire"] for l in lab.links() if l["name"] == "cw-gcp-transit")
+    base = _rtt_ms(lab, "cw-h1", "gcp-h1")
+    lines_before = _line_profiles(lab, direct)
+
+    # a bad second item: refused before anything changes (exit 2, naming it)
+    assert main(["set", "it-set2", "cw-gcp.delay=30ms", "cw-gcp-transit.mtu=9000"]) == 2
+    assert "cw-gcp-transit.mtu" in capsys.readouterr().err
+    assert _line_profiles(lab, direct) == lines_before
+
+    # the second link fails while being changed: the first is put back
+    rec = next(r for r in lab.proc_records() if r.kind == "delayline" and r.netns == transit)
+    cfg = config_path(rec)
+    saved = cfg.read_bytes()
+    generation = int(_line_config(lab, direct).get("generation", 0))
+    cfg.write_text("not json")
+    try:
+        assert main(["set", "it-set2", "cw-gcp.delay=30ms", "cw-gcp-transit.delay=20ms"]) == 1
+    finally:
+        cfg.write_bytes(saved)
+    err = capsys.readouterr().err
+    assert "put back" in err, err
+    # the direct link's line was changed, then put back: two reloads, the old profile
+    assert int(_line_config(lab, direct)["generation"]) == generation + 2
+    assert _line_profiles(lab, direct) == lines_before
+    view = _show(capsys, "it-set2")
+    assert not any(l["changed"] for l in view["links"])
+    assert abs(_rtt_ms(lab, "cw-h1", "gcp-h1") - base) < 3
+
+
+def test_capture_writes_a_pcap_scapy_reads(lab_factory, tmp_path, capsys):
+    from scapy.all import ICMP, IP, rdpcap
+
+    lab = lab_factory.create("pair", "it-cap", links={"link": {"rate": "100Mbit", "delay": "2ms"}})
+    out = tmp_path / "link.pcap"
+    pinger = lab.node("h1").popen(["ping", "-c", "200", "-i", "0.01", lab.node("h2").ip])
+    try:
+        assert main(["capture", "it-cap", "link", "-c", "12", "-w", str(out), "--filter", "icmp"]) == 0
+    finally:
+        pinger.wait(timeout=30)
+    packets = rdpcap(str(out))
+    assert len(packets) == 12
+    addrs = {lab.node("h1").ip, lab.node("h2").ip}
+    assert all(p.haslayer(ICMP) and {p[IP].src, p[IP].dst} == addrs for p in packets)
+    assert "captured 12 packets" in capsys.readouterr().err
+    # tcpdump ended with the command: no tcpdump left in the link's wire namespace
+    wire_ns = f"net:[{os.stat('/run/netns/' + lab.links()[0]['wire']).st_ino}]"
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _comm(p) == "tcpdump"
+                and _netns_of(p) == wire_ns]
+
+
+def _comm(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _netns_of(pid: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return ""
+
+
+def test_graph_of_a_live_lab_shows_the_profile_in_force(lab_factory, tmp_path, capsys):
+    lab_factory.create("pair", "it-graph", links={"link": {"rate": "200Mbit", "delay": "3ms"}})
+    assert main(["set", "it-graph", "link.loss=1%"]) == 0
+    capsys.readouterr()
+    assert main(["graph", "it-graph", "--format", "dot"]) == 0
+    dot = capsys.readouterr().out
+    assert '"h1" -- "h2" [label="link: 200Mbit 3ms loss 1%"]' in dot
+    png = tmp_path / "lab.png"
+    assert main(["graph", "it-graph", "-o", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
