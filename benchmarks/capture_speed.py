@@ -65,7 +65,7 @@ def _tcpdump(lab, target, time_s: float):
 
     threading.Thread(target=stop_later, daemon=True).start()
     try:
-        res = run_capture(lab.plan, target, devnull, None, None, stream=False, log=open(os.devnull, "w"))
+        res = run_capture(lab.plan, target, devnull, None, None, log=open(os.devnull, "w"))
         result.update(captured=res.captured, dropped=res.dropped)
     finally:
         os.close(devnull)

@@ -110,7 +110,7 @@ def _cmd_capture(args) -> int:
           + (f" into {path}" if path else " to stdout") + ("; Ctrl-C stops" if args.count is None else ""),
           file=sys.stderr, flush=True)
     try:
-        result = run_capture(lab.plan, target, out_fd, args.count, args.filter, stream)
+        result = run_capture(lab.plan, target, out_fd, args.count, args.filter)
     finally:
         if out is not None:
             out.close()

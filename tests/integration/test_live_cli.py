@@ -156,3 +156,59 @@ def test_graph_of_a_live_lab_shows_the_profile_in_force(lab_factory, tmp_path, c
     png = tmp_path / "lab.png"
     assert main(["graph", "it-graph", "-o", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_set_on_the_netem_backend_changes_the_qdisc_and_the_htb_class(lab_factory, capsys):
+    """Where the kernel has netem (not on every machine: skipped, with the reason, elsewhere)."""
+    import helpers
+    from testbed.shaping.netem import NetemBackend
+
+    ok, reason = NetemBackend().available()
+    if not ok:
+        pytest.skip(f"netem backend unavailable: {reason}")
+    lab = lab_factory.create("pair", "it-setn", backend="netem",
+                             links={"link": {"rate": "500Mbit", "delay": "5ms"}})
+    wire = lab.links()[0]["wire"]
+    assert main(["set", "it-setn", "link.forward.delay=25ms", "link.forward.rate=200Mbit"]) == 0
+    # forward (h1 -> h2) leaves the wire by port-b: its netem and htb class there
+    netem = [q for q in helpers.tc_qdiscs(wire, "port-b") if q["kind"] == "netem"]
+    assert netem and netem[0]["options"]["delay"]["delay"] == pytest.approx(0.025, abs=1e-6)
+    rates = [c["rate_bps"] for c in helpers.tc_classes(wire, "port-b") if c["kind"] == "htb"]
+    assert 200_000_000 in rates
+    reverse = [q for q in helpers.tc_qdiscs(wire, "port-a") if q["kind"] == "netem"]
+    assert reverse[0]["options"]["delay"]["delay"] == pytest.approx(0.005, abs=1e-6)
+    assert 29 < _rtt_ms(lab, "h1", "h2") < 36
+    view = _show(capsys, "it-setn")
+    assert view["links"][0]["forward"]["delay"] == "25ms" and view["links"][0]["reverse"]["delay"] == "5ms"
+
+
+def test_capture_ends_its_tcpdump_on_sigterm(lab_factory, tmp_path):
+    """``testbed capture`` without -c, stopped by SIGTERM: tcpdump ended by pid, the pcap whole."""
+    import signal
+    import subprocess
+    import time
+
+    import helpers
+    from scapy.all import rdpcap
+
+    lab = lab_factory.create("pair", "it-capsig", links={"link": {"rate": "100Mbit", "delay": "1ms"}})
+    out = tmp_path / "sig.pcap"
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.cli", "capture", "it-capsig", "link",
+                             "-w", str(out)], stderr=subprocess.PIPE, text=True,
+                            env=helpers.subprocess_env())
+    wire_ns = f"net:[{os.stat('/run/netns/' + lab.links()[0]['wire']).st_ino}]"
+    deadline = time.monotonic() + 20
+    while not [p for p in os.listdir("/proc") if p.isdigit() and _comm(p) == "tcpdump"
+               and _netns_of(p) == wire_ns]:
+        assert time.monotonic() < deadline, "tcpdump did not start"
+        time.sleep(0.05)
+    pinger = lab.node("h1").popen(["ping", "-c", "100", "-i", "0.02", lab.node("h2").ip])
+    time.sleep(0.7)  # some packets, and the ping still running
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    pinger.wait(timeout=30)
+    assert proc.returncode == 0, err
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _comm(p) == "tcpdump"
+                and _netns_of(p) == wire_ns]
+    captured = int(re.search(r"captured (\d+) packets", err).group(1))
+    assert captured > 0 and len(rdpcap(str(out))) == captured

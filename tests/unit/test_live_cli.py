@@ -186,13 +186,12 @@ def test_capture_targets():
 def test_tcpdump_argv_is_a_list_in_the_namespace():
     plan = _plan("two-clouds")
     target = resolve_target(plan, "direct")
-    argv = tcpdump_argv(target, 5, "tcp port 5201 and host 10.0.0.1", stream=True)
+    argv = tcpdump_argv(target, 5, "tcp port 5201 and host 10.0.0.1")
     assert argv[:5] == ["ip", "netns", "exec", target.netns, "tcpdump"]
     assert argv[argv.index("-i") + 1] == WIRE_PORT_A and argv[argv.index("-w") + 1] == "-"
     assert argv[argv.index("-c") + 1] == "5" and "--immediate-mode" in argv
     assert argv[-1] == "tcp port 5201 and host 10.0.0.1"  # one element: no shell word splitting
-    assert "--immediate-mode" not in tcpdump_argv(target, None, None, stream=False)
-    assert "-c" not in tcpdump_argv(target, None, None, stream=False)
+    assert "-c" not in tcpdump_argv(target, None, None) and tcpdump_argv(target, None, None)[-1] == "-"
 
 
 # ------------------------------------------------------------------- report
