@@ -8,7 +8,8 @@ variant ``lab.graph``), rendered three ways, none needing graphviz:
 * :func:`to_mermaid` -- a Mermaid ``flowchart``, one ``subgraph`` per site;
 * :func:`figure` -- a matplotlib figure (the PNG of ``testbed graph --format
   png`` and of report.md): sites side by side as shaded boxes, nodes layered by
-  role (routers, then switches, then hosts), nodes without a site in between.
+  role (routers, then switches, then hosts); sites without hosts (transit) and
+  nodes without a site in the middle.
 
 Shapes by role: host a box, router a circle, switch a hexagon.
 """
@@ -65,12 +66,14 @@ def link_label(link: Mapping[str, Any]) -> str:
 
 
 def _sites(doc: Mapping) -> List[Optional[str]]:
-    """Site order: named sites sorted, the nodes without a site in the middle."""
+    """Site order: sites with hosts sorted, those without (transit) and nodes without a site in the middle."""
     named = sorted({n["site"] for n in doc["nodes"] if n.get("site")})
+    with_hosts = [s for s in named if any(n.get("site") == s and n["role"] == "host" for n in doc["nodes"])]
+    middle = [s for s in named if s not in with_hosts]
     if any(not n.get("site") for n in doc["nodes"]):
-        half = (len(named) + 1) // 2
-        return [*named[:half], None, *named[half:]]
-    return list(named)
+        middle.append(None)
+    half = (len(with_hosts) + 1) // 2
+    return [*with_hosts[:half], *middle, *with_hosts[half:]]
 
 
 def _quote(text: str) -> str:
@@ -195,6 +198,7 @@ def figure(doc: Mapping, title: str = ""):
     label_all = len(doc["links"]) <= _LABEL_ALL_UP_TO
     extent_y = list(ys)
     arcs = 0
+    besides = 0
     for link in doc["links"]:
         (x1, y1), (x2, y2) = pos[link["a"]], pos[link["b"]]
         label = link_label(link)
@@ -213,7 +217,12 @@ def figure(doc: Mapping, title: str = ""):
         key = (link["name"], label)
         if shaped and (label_all or key not in seen):
             seen.add(key)
-            ax.text(mx, my, f"{link['name']}\n{label}", fontsize=7, ha="center", va="center",
+            beside = y1 == y2 and abs(x2 - x1) <= 1.01  # between neighbours: off the nodes,
+            if beside:                                   # above and below in turn
+                besides += 1
+            up = besides % 2 == 1
+            ax.text(mx, my + ((0.22 if up else -0.22) if beside else 0.0), f"{link['name']}\n{label}",
+                    fontsize=7, ha="center", va=("bottom" if up else "top") if beside else "center",
                     zorder=3, bbox=dict(boxstyle="round,pad=0.15", facecolor="white",
                                         edgecolor="none", alpha=0.85))
     markers = {"host": "s", "router": "o", "switch": "h"}
@@ -226,7 +235,7 @@ def figure(doc: Mapping, title: str = ""):
     for role, marker in markers.items():
         ax.scatter([], [], marker=marker, color=_ROLE_COLOR[role], edgecolors="#333333", label=role)
     ax.plot([], [], color="#aaaaaa", linewidth=0.8, label="unshaped link")
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    fig.legend(loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     ax.set_xlim(min(xs) - 1.2, max(xs) + 1.2)
     ax.set_ylim(min(extent_y) - 1.0, max(extent_y) + 1.2)
     ax.set_axis_off()

@@ -20,6 +20,7 @@ from typing import Callable, List, Optional
 
 from testbed import capacity, cost, fidelity, results
 from testbed.errors import InputError, RunError, TestbedError
+from testbed.graph import graph_doc
 from testbed.lab import counters, state
 from testbed.lab.lab import Lab, require_root
 from testbed.lab.paths import l3_path, path_profile
