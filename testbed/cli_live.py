@@ -70,13 +70,16 @@ def _cmd_set(args) -> int:
 
 def _cmd_show(args) -> int:
     from testbed.lab.lab import Lab, require_root
-    from testbed.lab.live import render_show, show_doc
+    from testbed.lab.live import line_mismatches, render_show, show_doc
 
     require_root()
     lab = Lab.attach(args.lab)
     view = show_doc(lab.doc, lab.plan)
+    view["mismatches"] = line_mismatches(lab, lab.plan)
     print(json.dumps(view, indent=1) if args.json else render_show(view))
-    return 0
+    for problem in view["mismatches"]:
+        print(f"testbed: warning: {problem}", file=sys.stderr)
+    return 1 if view["mismatches"] else 0
 
 
 def _cmd_capture(args) -> int:

@@ -21,6 +21,7 @@ profile the lab was built with.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -33,9 +34,10 @@ from testbed.lab.lab import Lab
 from testbed.lab.plan import LabPlan, LinkPlan
 from testbed.overrides import parse_override
 from testbed.profile import USER_FIELDS, LinkSpec, resolve_link
+from testbed.shaping.userspace import config_path, profile_doc, read_stats
 
 __all__ = ["IN_FORCE_KEY", "RESET_WORD", "SetChange", "parse_set_items", "in_force", "apply_set",
-           "show_doc", "render_show", "profile_text"]
+           "show_doc", "render_show", "profile_text", "line_mismatches"]
 
 #: lab.json key: link id (as text) -> user-form spec in force, for links changed since the build
 IN_FORCE_KEY = "profiles_now"
@@ -228,6 +230,41 @@ def _undo(ctl: EventController, done: List[SetChange],
 
 
 # ---------------------------------------------------------------- show
+
+
+def line_mismatches(lab, plan: LabPlan) -> List[str]:
+    """Where the userspace delay lines do not run the profile the lab's state records.
+
+    Read from each line's own config (what it was told) and stats (the
+    generation it runs); empty when they agree, and for the netem backend.
+    """
+    if lab.backend != "userspace":
+        return []
+    now = in_force(lab.doc, plan)
+    by_id = {l.id: l for l in plan.links}
+    out = []
+    for rec in lab.proc_records():
+        if rec.kind != "delayline":
+            continue
+        try:
+            cfg = json.loads(config_path(rec).read_text())
+        except (OSError, ValueError, RunError) as exc:
+            out.append(f"delay line in {rec.netns}: its config cannot be read ({exc})")
+            continue
+        running = read_stats(rec).get("generation")
+        if running is not None and int(running) < int(cfg.get("generation", 0)):
+            out.append(f"delay line in {rec.netns} runs generation {running}, its config is "
+                       f"{cfg.get('generation')}")
+        for queue in cfg.get("queues", []):
+            link = by_id.get(queue.get("link_id"))
+            if link is None:
+                continue
+            want = profile_doc(getattr(now.get(link.id, link.spec), queue["direction"]))
+            if queue.get("profile") != want:
+                out.append(f"link {link.name} {queue['direction']}: the delay line in {rec.netns} "
+                           "runs another profile than the state records")
+    return out
+
 
 
 def _direction_doc(profile) -> dict:

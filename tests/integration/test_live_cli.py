@@ -37,8 +37,10 @@ def _rtt_ms(lab, src: str, dst: str, count: int = 5) -> float:
 
 def _show(capsys, name: str) -> dict:
     capsys.readouterr()
-    assert main(["show", name, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    rc = main(["show", name, "--json"])
+    view = json.loads(capsys.readouterr().out)
+    assert rc == (1 if view["mismatches"] else 0)
+    return view
 
 
 def _line_config(lab, wire: str) -> dict:
@@ -64,6 +66,7 @@ def test_set_moves_the_rtt_and_show_reports_it(lab_factory, capsys):
     assert link["changed"] is True
     assert link["forward"]["delay"] == "25ms" and link["reverse"]["delay"] == "25ms"
     assert link["configured"]["forward"]["delay"] == "5ms"
+    assert view["mismatches"] == []  # the delay line's own config agrees with the state
 
     # one direction; the rest stays as in force now (a later set starts from it)
     assert main(["set", "it-set", "link.forward.delay=5ms"]) == 0
@@ -107,7 +110,7 @@ def test_set_is_all_or_nothing(lab_factory, capsys):
     assert int(_line_config(lab, direct)["generation"]) == generation + 2
     assert _line_profiles(lab, direct) == lines_before
     view = _show(capsys, "it-set2")
-    assert not any(l["changed"] for l in view["links"])
+    assert not any(l["changed"] for l in view["links"]) and view["mismatches"] == []
     assert abs(_rtt_ms(lab, "cw-h1", "gcp-h1") - base) < 3
 
 
@@ -212,3 +215,19 @@ def test_capture_ends_its_tcpdump_on_sigterm(lab_factory, tmp_path):
                 and _netns_of(p) == wire_ns]
     captured = int(re.search(r"captured (\d+) packets", err).group(1))
     assert captured > 0 and len(rdpcap(str(out))) == captured
+
+
+def test_show_names_a_delay_line_that_runs_another_profile(lab_factory, capsys):
+    lab = lab_factory.create("pair", "it-showm", links={"link": {"delay": "2ms"}})
+    rec = next(r for r in lab.proc_records() if r.kind == "delayline")
+    cfg = config_path(rec)
+    saved = cfg.read_text()
+    doc = json.loads(saved)
+    doc["queues"][0]["profile"]["delay_ms"] = 7.0  # what a line told behind the state's back runs
+    cfg.write_text(json.dumps(doc))
+    try:
+        view = _show(capsys, "it-showm")
+    finally:
+        cfg.write_text(saved)
+    assert view["mismatches"] and "link link forward" in view["mismatches"][0]
+    assert _show(capsys, "it-showm")["mismatches"] == []
