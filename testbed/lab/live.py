@@ -199,7 +199,7 @@ def apply_set(name: str, items: Sequence[str]) -> List[SetChange]:
             if problems:
                 raise RunError(f"{exc}; putting back the links already changed failed too: "
                                + "; ".join(problems) + " (the lab's state keeps the old profiles)") from exc
-            if isinstance(exc, TestbedError):
+            if isinstance(exc, (TestbedError, OSError)):  # OSError: the state could not be written
                 note = "" if half is None else f"; undoing the half-made change failed too: {half}"
                 raise RunError(f"{exc} (nothing recorded: the links already changed were put back{note})") from exc
             raise
