@@ -156,8 +156,9 @@ def run_capture(plan: LabPlan, target: Target, out_fd: int, count: Optional[int]
         match = _COUNTS.match(line)
         if match:
             counts[match.group(2)] = int(match.group(1))
-    if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGINT) and not interrupted:
-        last = next((l for l in reversed(lines) if l.strip()), "no output")
+    last = next((l for l in reversed(lines) if l.strip()), "no output")
+    reader_gone = "Broken pipe" in last  # -w - and the reader (wireshark, head) closed: the end
+    if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGINT) and not interrupted and not reader_gone:
         if "syntax error" in last or "expression" in last or "parse" in last:
             raise InputError("filter", f"tcpdump refuses the filter {bpf!r}: {last}")
         raise RunError(f"tcpdump on {target.what} exited {proc.returncode}: {last}")

@@ -114,9 +114,14 @@ def _cmd_capture(args) -> int:
           file=sys.stderr, flush=True)
     try:
         result = run_capture(lab.plan, target, out_fd, args.count, args.filter)
-    finally:
+    except BaseException:
         if out is not None:
             out.close()
+            if path.stat().st_size == 0:  # tcpdump refused (a bad filter): leave no empty file
+                path.unlink()
+        raise
+    if out is not None:
+        out.close()
     dropped = f", {result.dropped} dropped by the kernel" if result.dropped else ""
     print(f"captured {result.captured if result.captured is not None else '?'} packets"
           + (f" into {path}" if path else "") + dropped, file=sys.stderr)

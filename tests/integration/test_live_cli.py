@@ -231,3 +231,11 @@ def test_show_names_a_delay_line_that_runs_another_profile(lab_factory, capsys):
         cfg.write_text(saved)
     assert view["mismatches"] and "link link forward" in view["mismatches"][0]
     assert _show(capsys, "it-showm")["mismatches"] == []
+
+
+def test_capture_with_a_filter_tcpdump_refuses_is_exit_2(lab_factory, tmp_path, capsys):
+    lab_factory.create("pair", "it-capf", links={"link": {"delay": "1ms"}})
+    out = tmp_path / "x.pcap"
+    assert main(["capture", "it-capf", "link", "-c", "3", "-w", str(out), "--filter", "tcp port"]) == 2
+    assert "filter: tcpdump refuses the filter 'tcp port'" in capsys.readouterr().err
+    assert not out.exists()
