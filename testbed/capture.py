@@ -123,8 +123,12 @@ def _pump(stream: IO[bytes], sink: IO[str], lines: List[str]) -> None:
 
 
 def run_capture(plan: LabPlan, target: Target, out_fd: int, count: Optional[int], bpf: Optional[str],
-                log: IO[str] = sys.stderr) -> CaptureResult:
-    """Run tcpdump into ``out_fd`` until ``count`` packets, or Ctrl-C / SIGTERM (then ended by pid)."""
+                log: Optional[IO[str]] = None) -> CaptureResult:
+    """Run tcpdump into ``out_fd`` until ``count`` packets, or Ctrl-C / SIGTERM (then ended by pid).
+
+    tcpdump's own lines go to ``log`` (default: ``sys.stderr`` as it is at the call).
+    """
+    log = log if log is not None else sys.stderr
     if not target.netns.startswith(f"tb.{plan.lab}."):  # never outside the lab
         raise RunError(f"refusing to capture in {target.netns}: not a namespace of lab {plan.lab}")
     if target.netns not in set(list_namespaces()):
