@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 3
 fi
 
-packages=(mininet iperf3 iputils-ping iptables bridge-utils iproute2 ethtool
+packages=(mininet iperf3 iputils-ping iptables bridge-utils iproute2 ethtool tcpdump
           libnetfilter-queue-dev libnfnetlink-dev gcc python3-dev python3-venv kmod procps)
 missing=()
 for p in "${packages[@]}"; do

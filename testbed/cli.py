@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import List, Optional
 
-from testbed import __version__
+from testbed import __version__, cli_live
 from testbed.errors import InputError, TestbedError
 from testbed.fields import check_sysctls
 from testbed.scale import check_scale
@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="our engine, torch.distributed gloo (needs the gloo extra), or both side by side")
 
     sub.add_parser("list", help="topologies, link presets and scenarios available")
+    cli_live.add_commands(sub)  # set, show, capture, graph (testbed/cli_live.py)
     return p
 
 
@@ -498,6 +499,7 @@ COMMANDS = {
     "doctor": _cmd_doctor, "run": _cmd_run, "up": _cmd_up, "exec": _cmd_exec,
     "status": _cmd_status, "down": _cmd_down, "clean": _cmd_clean, "list": _cmd_list,
     "collective": _cmd_collective,
+    **cli_live.COMMANDS,
 }
 
 

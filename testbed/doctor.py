@@ -13,7 +13,7 @@ The report is a plain JSON-ready dict (schema ``testbed.doctor/1``)::
     root, kernel, cpus, python
     qdiscs:   {netem, htb, tbf, fq, ingress, ifb-device: CHECK}
     features: {netns, veth, bridge, tun, nfqueue, statistic, openvswitch, br_netfilter: CHECK}
-    tools:    {iperf3, ping, ip, tc, iptables, mnexec, irtt, pyroute2, scapy,
+    tools:    {iperf3, ping, ip, tc, iptables, mnexec, irtt, tcpdump, pyroute2, scapy,
                mininet, netfilterqueue: CHECK + version, required}
     delay_backend: "netem" | "userspace", delay_backend_reason
     scratch_netns: {name, removed}
@@ -111,6 +111,7 @@ _HINTS: Dict[str, str] = {
     "iptables": "apt-get install iptables",
     "mnexec": "apt-get install mininet",
     "irtt": "apt-get install irtt (optional: one-way delay and IPDV probes)",
+    "tcpdump": "apt-get install tcpdump (optional: testbed capture)",
     "pyroute2": "pip install pyroute2",
     "scapy": "pip install scapy",
     "mininet": "pip install mininet",
@@ -128,7 +129,7 @@ _PACKAGES: Tuple[Tuple[str, str], ...] = (
 TOOL_NAMES: Tuple[str, ...] = ("python",) + tuple(TOOLS) + tuple(
     name for name, _dist in _PACKAGES
 )
-_OPTIONAL_TOOLS = ("mnexec", "irtt")
+_OPTIONAL_TOOLS = ("mnexec", "irtt", "tcpdump")
 
 
 # ------------------------------------------------------------------ helpers

@@ -21,6 +21,7 @@ from typing import Callable, List, Optional
 from testbed import autoscale, capacity, cost, fidelity, results, tcpmodel
 from testbed.collectives.tcpedges import read_sysctls
 from testbed.errors import InputError, RunError, TestbedError
+from testbed.graph import graph_doc
 from testbed.lab import counters, state
 from testbed.lab.lab import Lab, require_root
 from testbed.lab.paths import l3_path, path_profile
@@ -212,7 +213,8 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
     try:
         up_s = round(time.monotonic() - up_started, 3)
         entry["lab"] = {"block": lab.block, "backend": lab.backend, "nodes": len(lab.node_names()),
-                        "scale": lab.scale, "scale_decision": decision.to_dict(), "up_s": up_s}
+                        "scale": lab.scale, "scale_decision": decision.to_dict(), "up_s": up_s,
+                        "graph": graph_doc(lab.plan)}
         entry["links"] = {l["name"]: l["profile"] for l in lab.links()}
         hosts = [h.name for h in lab.hosts()]
         ends = config["endpoints"] or {"src": hosts[0], "dst": hosts[-1]}

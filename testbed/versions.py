@@ -27,6 +27,7 @@ TOOLS: Dict[str, Tuple[Tuple[str, ...], str]] = {
     "iptables": (("iptables", "--version"), r"v(\d[\w.]*(?: \([^)]*\))?)"),
     "mnexec": (("mnexec", "-v"), r"(\S+)"),
     "irtt": (("irtt", "version"), r"irtt version: (\S+)"),
+    "tcpdump": (("tcpdump", "--version"), r"tcpdump version (\S+)"),
 }
 
 

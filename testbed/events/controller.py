@@ -123,6 +123,20 @@ class EventController:
     def _current(self, link: LinkPlan) -> LinkSpec:
         return self.profiles.get(link.id, link.spec)
 
+    def profile_in_force(self, link: LinkPlan) -> LinkSpec:
+        """The spec ``link`` carries now (its configured one unless changed)."""
+        return self._current(link)
+
+    def put_profile(self, link: LinkPlan, new: LinkSpec, assume: Optional[LinkSpec] = None) -> None:
+        """Put ``new`` on ``link`` now (``testbed set``); ``runtime_problem`` checked by the caller.
+
+        ``assume``: the spec to treat as in force (undoing a change that
+        failed half-way re-applies every piece in which ``assume`` and
+        ``new`` differ).
+        """
+        with self._lock:
+            self._put_spec(link, new, assume)
+
     def _do_set_profile(self, action: Action) -> dict:
         field = f"events.{action.event}.set_profile.profile"
         out = []
@@ -142,8 +156,8 @@ class EventController:
                 self._put_spec(link, link.spec)
         return {"links": [l.id for l in links]}
 
-    def _put_spec(self, link: LinkPlan, new: LinkSpec) -> None:
-        old = self._current(link)
+    def _put_spec(self, link: LinkPlan, new: LinkSpec, assume: Optional[LinkSpec] = None) -> None:
+        old = assume if assume is not None else self._current(link)
         if not link.wire:
             if new != old:
                 raise InputError("set_profile", f"link {link.name} is unshaped: nothing to change")

@@ -3,7 +3,8 @@
 The plots are the step kinds' own (:mod:`testbed.steps.registry`): for
 example ``rtt_cdf.png`` (ping), ``owd_histogram.png`` (owd),
 ``throughput.png`` (tcp), ``collective_time.png``, ``training_steps.png`` and
-``timeline_<variant>.png``. A plot whose data no variant has is skipped, not
+``timeline_<variant>.png``, and each variant's lab picture ``lab_<variant>.png``
+(:mod:`testbed.report.lab_plot`, from any run). A plot whose data no variant has is skipped, not
 drawn empty. :func:`replot` re-makes the plots and the report of a saved run.
 """
 
@@ -14,6 +15,7 @@ from typing import Any, Dict, List, Sequence, Tuple, Union
 
 from testbed.report.document import write_report
 from testbed.report.figures import save_figure
+from testbed.report.lab_plot import lab_pictures
 from testbed.results import load_results
 from testbed.steps.kind import PlotBuilder
 from testbed.steps.registry import STEPS
@@ -36,6 +38,7 @@ def make_plots(results: Dict[str, Any], out_dir: Union[str, Path]) -> List[Path]
     for step in STEPS.values():
         if step.variant_plots is not None:
             written += step.variant_plots(results, directory)
+    written += lab_pictures(results, directory)  # every variant's lab, whatever steps ran
     return written
 
 

@@ -97,6 +97,18 @@ def test_report_and_plots_written(flagship):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_draws_each_variants_lab(flagship):
+    """Each variant's lab picture, drawn from results.json's lab.graph (the plan the run built)."""
+    out, doc, _ = flagship
+    report = (out / "report.md").read_text()
+    for variant in doc["variants"]:
+        graph = variant["lab"]["graph"]
+        assert len(graph["nodes"]) == variant["lab"]["nodes"]
+        assert {l["name"] for l in graph["links"]} == set(variant["links"])
+        assert f"(lab_{variant['name']}.png)" in report
+        assert (out / f"lab_{variant['name']}.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_no_lab_left_behind(flagship):
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                            timeout=10).stdout

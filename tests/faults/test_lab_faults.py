@@ -34,6 +34,7 @@ import pytest
 
 import helpers
 from testbed import cli, results, runner
+from testbed.report import document as report
 from testbed.errors import DelayLineDied, EnvironmentProblem, ToolError
 from testbed.measure import RUNNERS
 from testbed.scenario import parse_scenario

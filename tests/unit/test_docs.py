@@ -119,6 +119,71 @@ def test_cli_top_level_options():
             assert f"`{option}`" in text, f"cli.md does not document testbed {option}"
 
 
+# ------------------------------------------- cli.md examples of set, show, capture, graph
+
+_LIVE_COMMANDS = ("up", "set", "show", "capture", "graph")
+
+
+def _cli_examples() -> List[List[str]]:
+    """Every ``$ [sudo] testbed up|set|show|capture|graph ...`` line of cli.md, as argv (pipes cut)."""
+    import shlex
+
+    out = []
+    for line in _doc("cli.md").splitlines():
+        if not line.startswith("$ "):
+            continue
+        argv = shlex.split(line[2:].split(" | ")[0])
+        if argv[:1] == ["sudo"]:
+            argv = argv[1:]
+        if argv[:1] == ["testbed"] and argv[1] in _LIVE_COMMANDS:
+            out.append(argv[1:])
+    return out
+
+
+def test_cli_examples_of_set_show_capture_graph_run(tmp_path, monkeypatch):
+    """Each example is parsed by the real parser; without root, each one is run as far as it can:
+
+    ``up`` examples are planned (the lab they name, no kernel), ``set`` items
+    are checked and applied in order on that plan (as ``testbed set`` does
+    before it changes anything), ``capture`` targets resolved in it, and
+    ``graph`` of a topology runs for real (its files written in a scratch
+    directory).
+    """
+    from testbed.capture import resolve_target
+    from testbed.cli import _split_up_overrides, main
+    from testbed.graph import graph_doc, to_dot
+    from testbed.lab.live import parse_set_items
+    from testbed.lab.plan import make_plan
+    from testbed.topologies import build_topology
+
+    examples = _cli_examples()
+    assert {argv[0] for argv in examples} == set(_LIVE_COMMANDS), examples
+    monkeypatch.chdir(tmp_path)
+    parser = build_parser()
+    labs: Dict[str, tuple] = {}  # lab name -> (plan, specs in force)
+    for argv in examples:
+        args = parser.parse_args(argv)
+        if args.command == "up":
+            _settings, params, links = _split_up_overrides(args.topology, args.overrides)
+            plan = make_plan(build_topology(args.topology, params), args.name, "10.0.0.0/8", links)
+            labs[args.name] = (plan, {})
+        elif args.command == "set":
+            plan, now = labs[args.lab]
+            for change in parse_set_items(args.items, plan, now, "userspace"):
+                now[change.link.id] = change.after
+            assert args.items
+        elif args.command == "show":
+            assert args.lab in labs
+        elif args.command == "capture":
+            resolve_target(labs[args.lab][0], args.target)
+        elif args.source in labs:  # graph of a lab from an example above
+            assert "--" in to_dot(graph_doc(labs[args.source][0], labs[args.source][1]))
+        else:
+            assert main(argv) == 0, argv
+            if args.output:
+                assert (tmp_path / args.output).stat().st_size > 0
+
+
 # ------------------------------------------------------------------ scenarios
 
 
