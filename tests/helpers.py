@@ -401,6 +401,8 @@ def judge_repeated(
 # -- end-to-end runs -----------------------------------------------------------
 
 RUN_TIMEOUT_S = 600
+#: The delay backend the suite's labs and runs use: pytest's --backend (tests/conftest.py).
+TEST_BACKEND = "auto"
 
 
 def run_quick(out: Path, scenario: Optional[str] = None):
@@ -415,6 +417,9 @@ def run_quick(out: Path, scenario: Optional[str] = None):
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     with open(out / "results.json") as fh:
         doc = json.load(fh)
+    if TEST_BACKEND != "auto":  # a run picks its backend itself (auto): check it is the one asked for
+        used = {v["name"]: v.get("lab", {}).get("backend") for v in doc["variants"]}
+        assert set(used.values()) == {TEST_BACKEND}, f"--backend {TEST_BACKEND}, the run used {used}"
     return out, doc, proc
 
 

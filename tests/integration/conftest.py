@@ -85,6 +85,7 @@ class LabFactory:
     def create(self, topology: str, name: str, ready: bool = True, **kwargs):
         """``Lab.create(topology, name=name, **kwargs)``, destroyed at teardown.
 
+        The delay backend is pytest's ``--backend`` unless ``backend`` is given.
         With ``ready`` it waits (polling ``ip``/``bridge`` with a deadline)
         until every interface is up and every bridge port forwards.
         """
@@ -95,6 +96,7 @@ class LabFactory:
         if helpers.lab_netns_names(name) or (STATE_DIR / name).exists():
             _remove_lab(name)  # a leftover of an interrupted earlier run: ours by name
         CREATED.add(name)
+        kwargs.setdefault("backend", helpers.TEST_BACKEND)  # pytest --backend
         lab = Lab.create(topology, name=name, **kwargs)
         self.labs.append(lab)
         if ready:

@@ -180,6 +180,7 @@ def test_gilbert_elliott_mean_burst_length(lab_factory):
     assert kernel_drops == 0, f"NFQUEUE overflowed ({kernel_drops} drops): bursts not the model's"
 
 
+@pytest.mark.userspace
 def test_releases_are_not_held_by_stats(lab_factory):
     """With a busy queue, releases stay on time: at most 0.5 % of probes over 3 ms late, none over 6 ms.
 
@@ -193,7 +194,8 @@ def test_releases_are_not_held_by_stats(lab_factory):
     # case also carries the Python probes' own wake-up noise (up to ~7 ms here under
     # a full suite), so its bound only catches gross stalls.
     delay_ms, late_ms, worst_limit_ms, share_limit = 40.0, 3.0, 15.0, 0.005
-    lab = lab_factory.create("pair", name="it-stats", links={"link": {"delay": f"{delay_ms:g}ms"}})
+    lab = lab_factory.create("pair", name="it-stats", links={"link": {"delay": f"{delay_ms:g}ms"}},
+                             backend="userspace")
     _warm_up(lab)
     h1, h2 = lab.node("h1"), lab.node("h2")
     RUNNERS["owd"].run_both(h1, h2, count=20000, interval_ms=0.1, port=5341)
