@@ -109,12 +109,35 @@ def _rule(queue: dict, lab: str) -> List[str]:
             "-j", "NFQUEUE", "--queue-num", str(queue["queue_num"])]
 
 
-def read_stats(rec: procs.ProcRecord) -> dict:
+def read_stats(rec: procs.ProcRecord, fresh: bool = False) -> dict:
+    """The line's stats file ({} if unreadable).
+
+    The file is written every STATS_PERIOD_S, so it may lag the counters (a
+    transfer shorter than that can be missing from it entirely). With
+    ``fresh``, a live, ready line is asked (SIGUSR1, to its recorded pid) to
+    write them now, and this returns the document it wrote: every packet the
+    line has handled so far is counted in it.
+    """
     try:
         with open(rec.stats) as fh:
-            return json.load(fh)
+            doc = json.load(fh)
     except (OSError, ValueError, TypeError):
         return {}
+    if not fresh or not doc.get("ready") or "flushes" not in doc or doc.get("final") \
+            or not procs.is_alive(rec.pid, rec.start):
+        return doc
+    before = doc["flushes"]
+    os.kill(rec.pid, signal.SIGUSR1)  # the recorded pid of a line we started (start time checked)
+    latest = {"doc": doc}
+
+    def flushed() -> bool:  # or gone: then its last document is all there is
+        latest["doc"] = read_stats(rec) or latest["doc"]
+        return (latest["doc"].get("flushes", 0) > before or bool(latest["doc"].get("final"))
+                or not procs.is_alive(rec.pid, rec.start))
+
+    wait_until(flushed, f"stats of the delay line in {rec.netns}", pid=rec.pid,
+               error=RunError, poll_s=0.005)
+    return latest["doc"]
 
 
 def config_path(rec: procs.ProcRecord) -> Path:
