@@ -358,6 +358,52 @@ class Sample:
     detail: str = ""
 
 
+@dataclass
+class Baseline:
+    """What this machine adds to any RTT, measured, not assumed.
+
+    ``rtt_ms``: the median of ``runs`` mean RTTs over the same path without the
+    delay (an unshaped link); ``spread_ms``: how far those means lie apart;
+    ``slack_ms``: the median overshoot of a 1 ms sleep here (timer slack: a
+    delay element releases a packet that late, once per direction). On real
+    hardware all three are a few hundredths of a millisecond and the tight
+    tolerances stand; in a VM without KVM they are milliseconds, and an
+    accuracy test judges "configured plus baseline" instead of "configured".
+    """
+
+    rtt_ms: float
+    spread_ms: float
+    slack_ms: float
+
+    def rtt_bounds(self, configured_rtt_ms: float, tolerance_ms: float) -> Tuple[float, float, float]:
+        """(expected, low, high) for a mean RTT: configured + baseline, the tolerance
+        widened by the baseline's own spread, and upward by one timer slack per direction."""
+        expected = configured_rtt_ms + self.rtt_ms
+        tol = tolerance_ms + self.spread_ms
+        return expected, expected - tol, expected + tol + 2 * self.slack_ms
+
+    def __str__(self) -> str:
+        return (f"baseline: unshaped RTT {self.rtt_ms:.3f} ms (spread {self.spread_ms:.3f} ms), "
+                f"timer slack {self.slack_ms:.3f} ms")
+
+
+def timer_slack_ms(samples: int = 50) -> float:
+    """Median overshoot, in ms, of a 1 ms sleep on this machine now."""
+    over = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        time.sleep(0.001)
+        over.append((time.perf_counter() - start - 0.001) * 1000.0)
+    return sorted(over)[len(over) // 2]
+
+
+def measure_baseline(mean_rtt_ms: Callable[[], float], runs: int = 3) -> Baseline:
+    """A :class:`Baseline` from ``runs`` calls of ``mean_rtt_ms`` (one unshaped ping run each)."""
+    means = sorted(mean_rtt_ms() for _ in range(runs))
+    return Baseline(rtt_ms=means[len(means) // 2], spread_ms=means[-1] - means[0],
+                    slack_ms=timer_slack_ms())
+
+
 def judge_repeated(
     what: str,
     measure: Callable[[], Tuple[float, str]],

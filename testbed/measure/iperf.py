@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from typing import List, Optional
 
 from testbed.readiness import STALL_S, wait_until

@@ -119,6 +119,31 @@ class LabFactory:
             raise AssertionError("destroying test labs failed: " + "; ".join(errors))
 
 
+@pytest.fixture(scope="session")
+def link_baseline():
+    """The machine's own share of an RTT (helpers.Baseline), measured once per session on
+    a pair lab whose link has the path of a shaped one (wire namespace, htb) but no delay."""
+    if not IS_ROOT:
+        pytest.skip(ROOT_REASON)
+    from testbed.measure import RUNNERS
+
+    factory = LabFactory()
+    try:
+        lab = factory.create("pair", name="it-baseline", links={"link": {"rate": "10Gbit"}})
+        h1, h2 = lab.node("h1"), lab.node("h2")
+        RUNNERS["ping"].run(h1, h2, count=2, interval_s=0.05, timeout_s=2.0)  # ARP
+
+        def mean_rtt_ms() -> float:
+            samples = RUNNERS["ping"].run(h1, h2, count=50, interval_s=0.05, timeout_s=2.0)["samples_ms"]
+            return helpers.mean(samples)
+
+        baseline = helpers.measure_baseline(mean_rtt_ms)
+    finally:
+        factory.close()
+    print(f"\n{baseline}")
+    return baseline
+
+
 @pytest.fixture
 def lab_factory():
     if not IS_ROOT:

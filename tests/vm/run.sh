@@ -51,7 +51,8 @@ fi
 # -- KVM where it actually boots (a bounded probe), TCG otherwise
 memory="${TESTBED_VM_MEMORY:-3G}"
 cpus="${TESTBED_VM_CPUS:-2}"
-vng_base=(vng -v --run "$kernel" --cpus "$cpus" --memory "$memory" --append "quiet loglevel=1")
+# 9p straight away: Debian's virtiofsd refuses virtme-ng's socket path here anyway
+vng_base=(vng -v --force-9p --run "$kernel" --cpus "$cpus" --memory "$memory" --append "quiet loglevel=1")
 accel="${TESTBED_VM_ACCEL:-auto}"
 why=""
 if [ "$accel" = "auto" ]; then
@@ -61,7 +62,7 @@ if [ "$accel" = "auto" ]; then
        | grep -q "^vmtest-kvm-ok"; then
     accel=kvm why="a KVM guest booted within 45 s"
   else
-    accel=tcg why="a KVM guest did not boot within 45 s"
+    accel=tcg why="a KVM guest did not boot: qemu failed or printed nothing in 45 s"
   fi
 fi
 accel_args=()
@@ -77,7 +78,8 @@ mkdir -p "$out"
 set +e
 timeout "${TESTBED_VM_TIMEOUT_S:-2400}" "${vng_base[@]}" "${accel_args[@]}" --rwdir "$out" \
   --exec "tests/vm/lane.sh $out $*" </dev/null 2>&1 \
-  | tr -d '\r\000' | grep --line-buffered -v -E '^\[ *[0-9]+\.[0-9]+\]|^Probing EDD|^$'
+  | LC_ALL=C sed -u -e 's/[\r\x00]//g' -e '/^\[ *[0-9]*\.[0-9]*\]/d' -e '/^Probing EDD/d' \
+      -e '/^virtme/d' -e '/^Memory KASLR/d' -e '/^Poking KASLR/d' -e '/^$/d'
 vm_rc=${PIPESTATUS[0]}
 set -e
 if [ ! -s "$out/rc" ]; then
