@@ -374,6 +374,13 @@ class Baseline:
     rtt_ms: float
     spread_ms: float
     slack_ms: float
+    #: stdev of one-way delays over the unshaped path (None: not measured)
+    owd_stdev_ms: Optional[float] = None
+
+    def jitter_expected(self, configured_ms: float) -> float:
+        """A configured jitter's expected stdev: independent of the machine's own, so
+        the two add in quadrature (hardware: ~0.02 ms, nothing; a TCG VM: ~1.5 ms)."""
+        return math.sqrt(configured_ms ** 2 + (self.owd_stdev_ms or 0.0) ** 2)
 
     def rtt_bounds(self, configured_rtt_ms: float, tolerance_ms: float) -> Tuple[float, float, float]:
         """(expected, low, high) for a mean RTT: configured + baseline, the tolerance
@@ -383,8 +390,9 @@ class Baseline:
         return expected, expected - tol, expected + tol + 2 * self.slack_ms
 
     def __str__(self) -> str:
+        owd = "" if self.owd_stdev_ms is None else f", one-way delay stdev {self.owd_stdev_ms:.3f} ms"
         return (f"baseline: unshaped RTT {self.rtt_ms:.3f} ms (spread {self.spread_ms:.3f} ms), "
-                f"timer slack {self.slack_ms:.3f} ms")
+                f"timer slack {self.slack_ms:.3f} ms{owd}")
 
 
 def timer_slack_ms(samples: int = 50) -> float:

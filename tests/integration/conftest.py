@@ -138,6 +138,9 @@ def link_baseline():
             return helpers.mean(samples)
 
         baseline = helpers.measure_baseline(mean_rtt_ms)
+        # the same probes the jitter tests send, without jitter: the machine's own spread
+        owd = RUNNERS["owd"].run(h1, h2, count=250, interval_ms=20.0, port=5301)
+        baseline.owd_stdev_ms = helpers.stdev(owd["samples_ms"])
     finally:
         factory.close()
     print(f"\n{baseline}")

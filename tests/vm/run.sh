@@ -6,6 +6,8 @@
 # inside. Exit code: pytest's inside the VM; 1 if the VM never ran it.
 #   TESTBED_VM_ACCEL=auto|kvm|tcg   (default auto: KVM if a bounded probe boots, else TCG)
 #   TESTBED_VM_MEMORY=3G  TESTBED_VM_CPUS=2  TESTBED_VM_TIMEOUT_S=2400
+#   TESTBED_VM_GUEST=SCRIPT   run SCRIPT OUT_DIR instead of the lane (it writes OUT_DIR/rc),
+#                             e.g. benchmarks/parity_guest.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo="$(pwd)"
@@ -77,7 +79,7 @@ mkdir -p "$out"
 # what is left is the lane's own output, ending with pytest's summary.
 set +e
 timeout "${TESTBED_VM_TIMEOUT_S:-2400}" "${vng_base[@]}" "${accel_args[@]}" --rwdir "$out" \
-  --exec "tests/vm/lane.sh $out $*" </dev/null 2>&1 \
+  --exec "${TESTBED_VM_GUEST:-tests/vm/lane.sh} $out $*" </dev/null 2>&1 \
   | LC_ALL=C sed -u -e 's/[\r\x00]//g' -e '/^\[ *[0-9]*\.[0-9]*\]/d' -e '/^Probing EDD/d' \
       -e '/^virtme/d' -e '/^Memory KASLR/d' -e '/^Poking KASLR/d' -e '/^$/d'
 vm_rc=${PIPESTATUS[0]}
