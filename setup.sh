@@ -3,6 +3,8 @@
 #   sudo ./setup.sh run    install everything, then run the flagship scenario
 #   sudo ./setup.sh test   install everything, then run the whole test suite
 #   sudo ./setup.sh install  install only (the Vagrant VM's provisioning)
+#   sudo ./setup.sh vmtest   install everything, then the stock-kernel lane: netem's
+#                            tests inside Debian's stock kernel under qemu (tests/vm/run.sh)
 # Installs Debian/Ubuntu packages (apt-get) and a virtualenv at .venv with the
 # testbed in it. Run as root (users prefix sudo; nothing here calls sudo).
 set -euo pipefail
@@ -71,8 +73,11 @@ case "$mode" in
     fi
     exit "$rc"
     ;;
+  vmtest)
+    exec tests/vm/run.sh "$@"
+    ;;
   *)
-    echo "usage: sudo ./setup.sh run|test [ARGS...]" >&2
+    echo "usage: sudo ./setup.sh run|test|vmtest|install [ARGS...]" >&2
     exit 2
     ;;
 esac

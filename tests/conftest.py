@@ -16,6 +16,16 @@ tools, parsed in tests/helpers.py):
 * labs left behind: any ``tb.`` namespace, state directory or ``TB-`` chain of
   a lab that was not there at the start; and any other new namespace.
 
+Options (the stock-kernel lane, ``./setup.sh vmtest``, uses both):
+
+* ``--backend auto|netem|userspace`` (or ``TESTBED_TEST_BACKEND``): the delay
+  backend of every lab the tests build through ``lab_factory``; the
+  ``testbed run`` of the end-to-end tests picks its own (auto) and
+  ``helpers.run_quick`` checks it is this one. Tests marked ``userspace`` are
+  about the NFQUEUE delay line itself and pin that backend.
+* ``--fail-on-skip``: a skipped test fails instead, with its skip reason, so a
+  lane that exists to run the netem tests cannot pass by skipping them.
+
 Anything still different after a short settling time fails the session (an
 error on the last test) with the difference. A leftover lab whose owner
 process is alive and not part of this session belongs to someone else working
@@ -150,6 +160,31 @@ def _differences(before: dict, labs_before: Set[str]) -> List[str]:
 
 
 _SUMMARY: List[str] = []
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("testbed suite")
+    group.addoption("--backend", choices=("auto", "netem", "userspace"),
+                    default=os.environ.get("TESTBED_TEST_BACKEND", "auto"),
+                    help="delay backend of the labs the tests build (default auto, or "
+                         "$TESTBED_TEST_BACKEND)")
+    group.addoption("--fail-on-skip", action="store_true",
+                    help="a skipped test fails, with its reason (the stock-kernel lane)")
+
+
+def pytest_configure(config):
+    helpers.TEST_BACKEND = config.getoption("--backend")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With --fail-on-skip, turn any skip (setup, call or an early exit) into a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.config.getoption("--fail-on-skip") and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under --fail-on-skip: {reason}"
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -358,6 +358,60 @@ class Sample:
     detail: str = ""
 
 
+@dataclass
+class Baseline:
+    """What this machine adds to any RTT, measured, not assumed.
+
+    ``rtt_ms``: the median of ``runs`` mean RTTs over the same path without the
+    delay (an unshaped link); ``spread_ms``: how far those means lie apart;
+    ``slack_ms``: the median overshoot of a 1 ms sleep here (timer slack: a
+    delay element releases a packet that late, once per direction). On real
+    hardware all three are a few hundredths of a millisecond and the tight
+    tolerances stand; in a VM without KVM they are milliseconds, and an
+    accuracy test judges "configured plus baseline" instead of "configured".
+    """
+
+    rtt_ms: float
+    spread_ms: float
+    slack_ms: float
+    #: stdev of one-way delays over the unshaped path (None: not measured)
+    owd_stdev_ms: Optional[float] = None
+
+    def jitter_expected(self, configured_ms: float) -> float:
+        """A configured jitter's expected stdev: independent of the machine's own, so
+        the two add in quadrature (hardware: ~0.02 ms, nothing; a TCG VM: ~1.5 ms)."""
+        return math.sqrt(configured_ms ** 2 + (self.owd_stdev_ms or 0.0) ** 2)
+
+    def rtt_bounds(self, configured_rtt_ms: float, tolerance_ms: float) -> Tuple[float, float, float]:
+        """(expected, low, high) for a mean RTT: configured + baseline, the tolerance
+        widened by the baseline's own spread, and upward by one timer slack per direction."""
+        expected = configured_rtt_ms + self.rtt_ms
+        tol = tolerance_ms + self.spread_ms
+        return expected, expected - tol, expected + tol + 2 * self.slack_ms
+
+    def __str__(self) -> str:
+        owd = "" if self.owd_stdev_ms is None else f", one-way delay stdev {self.owd_stdev_ms:.3f} ms"
+        return (f"baseline: unshaped RTT {self.rtt_ms:.3f} ms (spread {self.spread_ms:.3f} ms), "
+                f"timer slack {self.slack_ms:.3f} ms{owd}")
+
+
+def timer_slack_ms(samples: int = 50) -> float:
+    """Median overshoot, in ms, of a 1 ms sleep on this machine now."""
+    over = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        time.sleep(0.001)
+        over.append((time.perf_counter() - start - 0.001) * 1000.0)
+    return sorted(over)[len(over) // 2]
+
+
+def measure_baseline(mean_rtt_ms: Callable[[], float], runs: int = 3) -> Baseline:
+    """A :class:`Baseline` from ``runs`` calls of ``mean_rtt_ms`` (one unshaped ping run each)."""
+    means = sorted(mean_rtt_ms() for _ in range(runs))
+    return Baseline(rtt_ms=means[len(means) // 2], spread_ms=means[-1] - means[0],
+                    slack_ms=timer_slack_ms())
+
+
 def judge_repeated(
     what: str,
     measure: Callable[[], Tuple[float, str]],
@@ -401,6 +455,8 @@ def judge_repeated(
 # -- end-to-end runs -----------------------------------------------------------
 
 RUN_TIMEOUT_S = 600
+#: The delay backend the suite's labs and runs use: pytest's --backend (tests/conftest.py).
+TEST_BACKEND = "auto"
 
 
 def run_quick(out: Path, scenario: Optional[str] = None):
@@ -415,6 +471,9 @@ def run_quick(out: Path, scenario: Optional[str] = None):
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     with open(out / "results.json") as fh:
         doc = json.load(fh)
+    if TEST_BACKEND != "auto":  # a run picks its backend itself (auto): check it is the one asked for
+        used = {v["name"]: v.get("lab", {}).get("backend") for v in doc["variants"]}
+        assert set(used.values()) == {TEST_BACKEND}, f"--backend {TEST_BACKEND}, the run used {used}"
     return out, doc, proc
 
 

@@ -234,7 +234,7 @@ class FastDelayLine(Reloadable):
             errors.append(f"{est['verdict_errors']} verdicts refused by the kernel "
                           f"(last errno {est['last_verdict_errno']})")
         doc = dict(pid=os.getpid(), ready=ready, final=final, engine="c",
-                   generation=self.generation, reloads=self.reloads,
+                   generation=self.generation, reloads=self.reloads, flushes=self.flushes,
                    uptime_s=round(time.monotonic() - self.started, 3),
                    cpu_s=round(sum(os.times()[:2]), 3), lead_us=round(est["lead_us"], 1),
                    errors=errors, queues=out)
@@ -296,6 +296,7 @@ class FastDelayLine(Reloadable):
                 drain(self._wake_r)
                 if self.reload_requested and self.running:
                     self.reload()
+                self.flush_if_requested()
         finally:
             self._threads_stop.set()
             if self._feed_thread is not None:
@@ -321,5 +322,6 @@ def run_fast(config: dict, config_path: Optional[str] = None) -> int:
     signal.signal(signal.SIGTERM, line.stop)
     signal.signal(signal.SIGINT, line.stop)
     signal.signal(signal.SIGHUP, line.request_reload)
+    signal.signal(signal.SIGUSR1, line.request_flush)
     line.run()
     return 0

@@ -217,7 +217,8 @@ class DelayLine(Reloadable):
                 late_hist=late.sparse(),
             ))
         doc = dict(pid=os.getpid(), ready=ready, final=final, generation=self.generation,
-                   reloads=self.reloads, uptime_s=round(time.monotonic() - self.started, 3),
+                   reloads=self.reloads, flushes=self.flushes,
+                   uptime_s=round(time.monotonic() - self.started, 3),
                    cpu_s=round(sum(os.times()[:2]), 3), lead_us=round(self.lead_s * 1e6, 1),
                    errors=self.errors[-10:], queues=out)
         tmp = f"{self.stats_path}.tmp"
@@ -301,6 +302,7 @@ class DelayLine(Reloadable):
                         drain(fd)
                     else:
                         fds[fd].nfq.run(block=False)
+                self.flush_if_requested()
                 # stats wait for a gap of at least STATS_GAP_S before the next release
                 if woke >= next_stats and due - woke > STATS_GAP_S:
                     self.write_stats()
@@ -343,5 +345,6 @@ def run_from_config(path: str) -> int:
     signal.signal(signal.SIGTERM, line.stop)
     signal.signal(signal.SIGINT, line.stop)
     signal.signal(signal.SIGHUP, line.request_reload)
+    signal.signal(signal.SIGUSR1, line.request_flush)
     line.run()
     return 0

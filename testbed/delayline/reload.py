@@ -94,6 +94,23 @@ class Reloadable:
     def request_reload(self, *_args) -> None:
         self.reload_requested = True
 
+    # SIGUSR1: "write your stats now". The periodic stats file lags the counters by
+    # up to STATS_PERIOD_S; a reader that must see every packet counted so far
+    # (testbed.shaping.userspace.read_stats(fresh=True)) asks for a write and waits
+    # for ``flushes`` to grow.
+    flush_requested = False
+    flushes = 0
+
+    def request_flush(self, *_args) -> None:
+        self.flush_requested = True
+
+    def flush_if_requested(self) -> None:
+        """Called from the engine's loop: write the stats if a reader asked for them."""
+        if self.flush_requested:
+            self.flush_requested = False
+            self.flushes += 1
+            self.write_stats()
+
     def reload(self) -> None:
         """Re-read the config file and reconfigure the queues whose profile changed."""
         self.reload_requested = False

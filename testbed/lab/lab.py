@@ -201,10 +201,11 @@ class Lab:
         check_alive(self.proc_records())
 
     def delay_line_stats(self) -> List[dict]:
+        """Every delay line's stats, current: live lines write them on request first."""
         out = []
         for rec in self.proc_records():
             if rec.kind == "delayline":
-                doc = read_stats(rec)
+                doc = read_stats(rec, fresh=True)
                 doc["netns"] = rec.netns
                 doc["alive"] = procs.is_alive(rec.pid, rec.start)
                 out.append(doc)

@@ -10,11 +10,11 @@ import os
 import select
 import shutil
 import subprocess
-import time
 from typing import Optional, Tuple
 
 from testbed.errors import EnvironmentProblem, InputError, ToolError
 from testbed.lab.node import Node
+from testbed.readiness import STALL_S, Patience
 
 __all__ = [
     "require_tool",
@@ -71,28 +71,28 @@ def optional_positive_int(field: str, value: Optional[int]) -> Optional[int]:
     return None if value is None else positive_int(field, value)
 
 
-def wait_for_line(proc: subprocess.Popen, timeout_s: float, what: str) -> Tuple[str, bytes]:
-    """Read the first stdout line of ``proc`` (opened in binary mode) with a deadline.
+def wait_for_line(proc: subprocess.Popen, what: str, stall_s: float = STALL_S) -> Tuple[str, bytes]:
+    """Read the first stdout line of ``proc`` (opened in binary mode).
 
-    Returns the line (decoded, stripped) and any bytes read past it. Raises
-    ToolError if the process exits or stays silent until the deadline; the
-    process is left running for the caller to stop.
+    No fixed deadline: the wait goes on while ``proc`` makes progress
+    (:class:`testbed.readiness.Patience`). Returns the line (decoded,
+    stripped) and any bytes read past it. Raises ToolError naming ``what`` if
+    the process exits first or is stuck; the process is left running for the
+    caller to stop.
     """
     if proc.stdout is None:
         raise ToolError(f"{what}: stdout is not a pipe")
     fd = proc.stdout.fileno()
     buffer = b""
-    deadline = time.monotonic() + timeout_s
+    patience = Patience(what, proc.pid, stall_s=stall_s)
     while b"\n" not in buffer:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ToolError(f"{what}: no output line within {timeout_s:g} s")
-        readable, _, _ = select.select([fd], [], [], remaining)
+        patience.check()
+        readable, _, _ = select.select([fd], [], [], 0.1)
         if not readable:
             continue
         chunk = os.read(fd, 4096)
         if not chunk:
-            proc.wait(timeout=timeout_s)
+            proc.wait(timeout=stall_s)
             stderr = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
             tail = stderr.splitlines()[-1] if stderr else "no message"
             raise ToolError(f"{what}: exited {proc.returncode} before it was ready: {tail}")

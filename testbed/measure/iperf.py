@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from typing import List, Optional
 
+from testbed.readiness import STALL_S, wait_until
 from testbed.errors import EnvironmentProblem, ToolError
 from testbed.lab.node import Node
 from testbed.versions import version_tuple
@@ -89,16 +89,17 @@ def _intervals(doc: dict) -> List[dict]:
 class IperfServer:
     """A one-off iperf3 server in ``node``; use as a context manager.
 
-    ``__enter__`` returns once the server's own pid listens on ``port``;
+    ``__enter__`` returns once the server's own pid listens on ``port``, with
+    no fixed start-up deadline (:func:`testbed.readiness.wait_until`);
     ``__exit__`` waits up to ``finish_timeout_s`` for it to finish its one
     test (not at all when the block raised), then kills it by pid.
     """
 
-    def __init__(self, node: Node, port: int = 5201, ready_timeout_s: float = 5.0,
+    def __init__(self, node: Node, port: int = 5201, stall_s: float = STALL_S,
                  finish_timeout_s: float = 2.0):
         self.node = node
         self.port = port
-        self.ready_timeout_s = ready_timeout_s
+        self.stall_s = stall_s
         self.finish_timeout_s = finish_timeout_s
         self.proc: Optional[subprocess.Popen] = None
         self.output = ""
@@ -129,18 +130,11 @@ class IperfServer:
     def __enter__(self) -> "IperfServer":
         self.proc = self.node.popen(self.argv())
         try:
-            deadline = time.monotonic() + self.ready_timeout_s
-            while True:
-                if self.proc.poll() is not None:
-                    raise self._died()
-                if self._listening():
-                    break
-                if time.monotonic() > deadline:
-                    raise ToolError(
-                        f"iperf3 server on {self.node.name} not listening on port "
-                        f"{self.port} within {self.ready_timeout_s:g} s"
-                    )
-                time.sleep(0.02)
+            if self.proc.poll() is not None:
+                raise self._died()
+            wait_until(self._listening, f"iperf3 server on {self.node.name} (port {self.port})",
+                       pid=self.proc.pid, stall_s=self.stall_s,
+                       exited=lambda: None if self.proc.poll() is None else str(self._died()))
         except BaseException:
             stop_process(self.proc)
             raise

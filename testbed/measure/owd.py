@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -28,6 +29,7 @@ from testbed.measure._common import (
     wait_for_line,
 )
 from testbed.measure.owd_probe import HEADER
+from testbed.readiness import CEILING_S
 
 __all__ = ["OwdRunner"]
 
@@ -96,7 +98,7 @@ class OwdRunner:
                 "--count", str(count), "--interval-ms", f"{interval_ms:g}"]
         if role == "recv":
             return base + ["--bind", bind_ip, "--grace-ms", f"{grace_ms:g}",
-                           "--start-timeout-ms", f"{start_timeout_ms:g}"]
+                           "--start-timeout-ms", f"{start_timeout_ms:g}", "--stdin-eof"]
         if role == "send":
             return base + ["--dst", dst_ip, "--size-bytes", str(size_bytes)]
         raise ValueError(f"role must be 'recv' or 'send', not {role!r}")
@@ -129,18 +131,18 @@ class OwdRunner:
         size_bytes: int = 64,
         port: int = 5301,
         grace_ms: float = 1000.0,
-        ready_timeout_s: float = 5.0,
     ) -> dict:
         """Send ``count`` probes from ``src`` to ``dst`` and return the receiver's result.
 
         Probes leave every ``interval_ms`` with a UDP payload of ``size_bytes``
-        to ``dst.ip:port``. ``ready_timeout_s`` bounds the receiver's start-up
-        and, after that, its wait for the first probe; it stops ``grace_ms``
-        after the last probe was due. Adds ``sent`` and ``send_errors`` from
+        to ``dst.ip:port``. No fixed start-up deadline: the receiver is waited
+        for while it makes progress (:mod:`testbed.readiness`), the sender gets
+        the schedule plus a start-up allowance scaled by what the receiver's
+        start took, and the receiver stops ``grace_ms`` after the last probe was
+        due or after the sender finished. Adds ``sent`` and ``send_errors`` from
         the sender; ToolError if no probe arrived at all.
         """
-        return self._measure([(src, dst)], count, interval_ms, size_bytes, port,
-                             grace_ms, ready_timeout_s)[0]
+        return self._measure([(src, dst)], count, interval_ms, size_bytes, port, grace_ms)[0]
 
     def run_both(
         self,
@@ -152,11 +154,10 @@ class OwdRunner:
         size_bytes: int = 64,
         port: int = 5301,
         grace_ms: float = 1000.0,
-        ready_timeout_s: float = 5.0,
     ) -> dict:
         """Both directions at once: ``{"forward": a->b, "reverse": b->a}``."""
         forward, reverse = self._measure([(a, b), (b, a)], count, interval_ms,
-                                         size_bytes, port, grace_ms, ready_timeout_s)
+                                         size_bytes, port, grace_ms)
         return {"forward": forward, "reverse": reverse}
 
     def _measure(
@@ -167,13 +168,11 @@ class OwdRunner:
         size_bytes: int,
         port: int,
         grace_ms: float,
-        ready_timeout_s: float,
     ) -> List[dict]:
         positive_int("owd.count", count)
         positive_number("owd.interval_ms", interval_ms)
         positive_int("owd.port", port, maximum=65535)
         positive_number("owd.grace_ms", grace_ms)
-        positive_number("owd.ready_timeout_s", ready_timeout_s)
         if positive_int("owd.size_bytes", size_bytes) < HEADER.size:
             raise InputError("owd.size_bytes", f"must be at least {HEADER.size} "
                              f"(the probe header), got {size_bytes}")
@@ -185,31 +184,38 @@ class OwdRunner:
         directions: List[_Direction] = []
         try:
             for src, dst in pairs:
+                # the receiver waits for the first probe as long as the sender may
+                # take to start; once the sender is done, _collect closes its stdin
                 argv = self.argv("recv", port=port, count=count, interval_ms=interval_ms,
                                  bind_ip=dst.ip, grace_ms=grace_ms,
-                                 start_timeout_ms=ready_timeout_s * 1000.0)
-                directions.append(
-                    _Direction(src, dst, dst.popen(argv, text=False, env=env), port=port)
-                )
+                                 start_timeout_ms=CEILING_S * 1000.0)
+                directions.append(_Direction(
+                    src, dst, dst.popen(argv, text=False, env=env, stdin=subprocess.PIPE),
+                    port=port))
+            started = time.monotonic()
             for d in directions:
                 what = f"owd receiver on {d.dst.name}"
-                line, d.early_stdout = wait_for_line(d.receiver, ready_timeout_s, what)
+                line, d.early_stdout = wait_for_line(d.receiver, what)
                 if line != "ready":
                     raise ToolError(f"{what}: expected 'ready', got {line!r}")
+            # what starting this interpreter and script costs on this machine now
+            start_s = time.monotonic() - started
             for d in directions:
                 argv = self.argv("send", port=port, count=count, interval_ms=interval_ms,
                                  dst_ip=d.dst.ip, size_bytes=size_bytes)
                 d.sender = d.src.popen(argv, text=False, env=env)
-            return [self._collect(d, count, schedule_s, grace_ms) for d in directions]
+            return [self._collect(d, count, schedule_s, grace_ms, start_s) for d in directions]
         finally:
             for d in directions:
                 for proc in (d.sender, d.receiver):
                     if proc is not None:
                         stop_process(proc)
 
-    def _collect(self, d: _Direction, count: int, schedule_s: float, grace_ms: float) -> dict:
+    def _collect(self, d: _Direction, count: int, schedule_s: float, grace_ms: float,
+                 start_s: float) -> dict:
         label = f"owd {d.src.name} -> {d.dst.name}"
-        limit_s = schedule_s + 10.0
+        # the sender starts like the receivers did: allow several times that
+        limit_s = schedule_s + 10.0 + 4.0 * start_s
         try:
             send_out, send_err = d.sender.communicate(timeout=limit_s)
         except subprocess.TimeoutExpired as exc:

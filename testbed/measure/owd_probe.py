@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import select
 import socket
 import struct
 import sys
@@ -126,15 +128,24 @@ def _receive(args: argparse.Namespace) -> Dict:
             + (args.count - 1) * interval_ns
             + grace_ns
         )
+        # With --stdin-eof the one who started us closes our stdin once the sender has
+        # finished: from then on at most the grace period is left, however long the
+        # start-up wait was.
+        stdin_fd = sys.stdin.fileno() if args.stdin_eof else None
+        watch = [sock.fileno()] + ([stdin_fd] if stdin_fd is not None else [])
         while len(seen) < args.count:
             remaining_ns = deadline_ns - _now_ns()
             if remaining_ns <= 0:
                 break
-            sock.settimeout(remaining_ns / 1e9)
-            try:
-                payload = sock.recv(65535)
-            except socket.timeout:
+            readable, _, _ = select.select(watch, [], [], remaining_ns / 1e9)
+            if not readable:
                 break
+            if stdin_fd in readable and not os.read(stdin_fd, 4096):
+                watch.remove(stdin_fd)
+                deadline_ns = min(deadline_ns, _now_ns() + grace_ns)
+            if sock.fileno() not in readable:
+                continue
+            payload = sock.recv(65535)
             recv_ns = _now_ns()
             probe = decode_probe(payload)
             if probe is None or probe[0] >= args.count:
@@ -189,6 +200,8 @@ def _parser() -> argparse.ArgumentParser:
     recv.add_argument("--bind", default="0.0.0.0")
     recv.add_argument("--grace-ms", type=float, default=1000.0)
     recv.add_argument("--start-timeout-ms", type=float, default=5000.0)
+    recv.add_argument("--stdin-eof", action="store_true",
+                      help="EOF on stdin means the sender finished: wait at most grace-ms more")
     send = sub.choices["send"]
     send.add_argument("--dst", required=True)
     send.add_argument("--size-bytes", type=int, default=64)

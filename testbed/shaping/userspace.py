@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Tuple
 
+from testbed.readiness import wait_until
 from testbed.errors import DelayLineDied, InputError, RunError
 from testbed.lab import procs
 from testbed.lab.kcmd import kernel_cmd
@@ -38,7 +39,6 @@ from testbed.lab.plan import WIRE_PORT_A, WIRE_PORT_B, LabPlan
 __all__ = ["UserspaceBackend", "queue_plan", "check_alive", "read_stats", "profile_doc",
            "config_path", "reconfigure"]
 
-READY_TIMEOUT_S = 15.0
 RELOAD_TIMEOUT_S = 5.0
 MAX_LEN_FLOOR = 1024
 MAX_LEN_CAP = 200_000
@@ -109,12 +109,35 @@ def _rule(queue: dict, lab: str) -> List[str]:
             "-j", "NFQUEUE", "--queue-num", str(queue["queue_num"])]
 
 
-def read_stats(rec: procs.ProcRecord) -> dict:
+def read_stats(rec: procs.ProcRecord, fresh: bool = False) -> dict:
+    """The line's stats file ({} if unreadable).
+
+    The file is written every STATS_PERIOD_S, so it may lag the counters (a
+    transfer shorter than that can be missing from it entirely). With
+    ``fresh``, a live, ready line is asked (SIGUSR1, to its recorded pid) to
+    write them now, and this returns the document it wrote: every packet the
+    line has handled so far is counted in it.
+    """
     try:
         with open(rec.stats) as fh:
-            return json.load(fh)
+            doc = json.load(fh)
     except (OSError, ValueError, TypeError):
         return {}
+    if not fresh or not doc.get("ready") or "flushes" not in doc or doc.get("final") \
+            or not procs.is_alive(rec.pid, rec.start):
+        return doc
+    before = doc["flushes"]
+    os.kill(rec.pid, signal.SIGUSR1)  # the recorded pid of a line we started (start time checked)
+    latest = {"doc": doc}
+
+    def flushed() -> bool:  # or gone: then its last document is all there is
+        latest["doc"] = read_stats(rec) or latest["doc"]
+        return (latest["doc"].get("flushes", 0) > before or bool(latest["doc"].get("final"))
+                or not procs.is_alive(rec.pid, rec.start))
+
+    wait_until(flushed, f"stats of the delay line in {rec.netns}", pid=rec.pid,
+               error=RunError, poll_s=0.005)
+    return latest["doc"]
 
 
 def config_path(rec: procs.ProcRecord) -> Path:
@@ -176,19 +199,18 @@ def reconfigure(rec: procs.ProcRecord, profiles: Mapping[Tuple[int, str], dict],
         time.sleep(0.005)
 
 
-def _wait_ready(rec: procs.ProcRecord, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if read_stats(rec).get("ready"):
-            return
-        if not procs.is_alive(rec.pid, rec.start):
-            break
-        time.sleep(0.01)
-    log = Path(rec.log).read_text(errors="replace").strip().splitlines() if rec.log else []
-    procs.stop(rec)
-    raise RunError(
-        f"delay line in {rec.netns} did not start: " + (log[-1] if log else "no output")
-    )
+def _wait_ready(rec: procs.ProcRecord) -> None:
+    """Until the line says it is ready, with no fixed deadline (testbed.readiness)."""
+    def exited():
+        return None if procs.is_alive(rec.pid, rec.start) else "it exited"
+
+    try:
+        wait_until(lambda: bool(read_stats(rec).get("ready")), f"delay line in {rec.netns}",
+                   pid=rec.pid, exited=exited, error=RunError, poll_s=0.01)
+    except RunError as exc:
+        log = Path(rec.log).read_text(errors="replace").strip().splitlines() if rec.log else []
+        procs.stop(rec)
+        raise RunError(f"{exc}; its last output: {log[-1] if log else 'none'}") from None
 
 
 def check_alive(records: List[procs.ProcRecord]) -> None:
@@ -236,6 +258,6 @@ class UserspaceBackend:
                               netns, "delayline", str(lab_dir / f"delayline-{node}.log"),
                               str(stats_path))
             records.append(rec)
-            _wait_ready(rec, READY_TIMEOUT_S)
+            _wait_ready(rec)
             for queue in queues:
                 kernel_cmd(["iptables", "-w", "5", *_rule(queue, plan.lab)], netns)

@@ -23,6 +23,7 @@ import tempfile
 import time
 from typing import List, Optional, Sequence, Tuple
 
+from testbed.readiness import STALL_S, wait_until
 from testbed.errors import ToolError
 from testbed.lab.node import Node
 from testbed.measure._common import stop_process
@@ -71,21 +72,25 @@ class Service:
         out = self.node.run(["ss", "-Hltnp", f"sport = :{self.port}"], timeout_s=5.0).stdout
         return f"pid={self.proc.pid}," in out
 
-    def start(self, ready_timeout_s: float) -> "Service":
-        """Start the process and return once its own pid listens; ToolError if it does not."""
+    def start(self, stall_s: float = STALL_S) -> "Service":
+        """Start the process and return once its own pid listens; ToolError if it does not.
+
+        No fixed deadline: the origin generates and hashes its whole dataset
+        first, which takes what this machine takes; the wait lasts while the
+        process makes progress (:func:`testbed.readiness.wait_until`).
+        """
         self._stderr = tempfile.TemporaryFile(prefix="testbed-storage-")
         self.proc = self.node.popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=self._stderr)
-        deadline = time.monotonic() + ready_timeout_s
+        def exited():
+            if self.proc.poll() is None:
+                return None
+            return f"exited {self.proc.returncode} before listening on port {self.port}: " \
+                   f"{_tail(self._stderr)}"
+
         try:
-            while not self._listening():
-                if self.proc.poll() is not None:
-                    raise ToolError(f"{self.what} on {self.node.name} exited {self.proc.returncode} "
-                                    f"before listening on port {self.port}: {_tail(self._stderr)}")
-                if time.monotonic() > deadline:
-                    raise ToolError(f"{self.what} on {self.node.name} not listening on port "
-                                    f"{self.port} within {ready_timeout_s:g} s")
-                time.sleep(POLL_S)
+            wait_until(self._listening, f"{self.what} on {self.node.name} (port {self.port})",
+                       pid=self.proc.pid, exited=exited, stall_s=stall_s, poll_s=POLL_S)
         except BaseException:
             self.stop()
             raise

@@ -44,12 +44,9 @@ from testbed.storage.summary import (
     summarize_totals,
 )
 
-__all__ = ["run_storage", "check_environment", "updated_names", "origin_ready_timeout_s",
+__all__ = ["run_storage", "check_environment", "updated_names", 
            "result_doc"]
 
-#: Seconds for the origin to generate and hash its dataset, on top of a fixed allowance.
-_GENERATE_BYTES_PER_S = 50e6
-_READY_BASE_S = 10.0
 
 
 def check_environment() -> None:
@@ -59,11 +56,6 @@ def check_environment() -> None:
     if not sys.executable or not os.access(sys.executable, os.X_OK):
         raise EnvironmentProblem("the running Python interpreter has no usable path (sys.executable)",
                                  "run the testbed from a regular Python installation or virtualenv")
-
-
-def origin_ready_timeout_s(options: StorageOptions) -> float:
-    """How long the origin may take to generate its dataset and listen."""
-    return _READY_BASE_S + options.dataset_bytes / _GENERATE_BYTES_PER_S
 
 
 def updated_names(options: StorageOptions, epoch: int) -> List[str]:
@@ -103,13 +95,13 @@ class _Run:
                       + (f", corrupting {o.corrupt_pct:g}% of answers" if o.corrupt_pct else "") + ")")
         self.services.append(Service(origin, commands.origin_argv(origin.ip, o), o.origin_port,
                                      "storage origin"))
-        self.services[-1].start(origin_ready_timeout_s(o))
+        self.services[-1].start()
         for site, node in sorted(self.roles.caches.items()):
             self.progress(f"storage: cache for site {site} on {node.name} "
                           f"({o.cache_capacity_bytes} B)")
             self.services.append(Service(node, commands.cache_argv(node.ip, self.origin_url, o),
                                          o.cache_port, "storage cache"))
-            self.services[-1].start(_READY_BASE_S)
+            self.services[-1].start()
 
     def stop_servers(self) -> None:
         """Stop every server this run started (by pid); raise the first failure after all."""

@@ -17,6 +17,13 @@ pytestmark = [
 ]
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT at its default, as from a terminal. Started from
+    a background job (``nohup ... &``) the suite has SIGINT ignored, and a child
+    inherits that (POSIX), so the run would never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _namespaces():
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                           timeout=10).stdout
@@ -27,7 +34,8 @@ def test_interrupted_run_leaves_valid_json_and_no_lab(tmp_path, signo):
     proc = subprocess.Popen(
         [sys.executable, "-m", "testbed.cli", "run", "--quick", "--out", str(tmp_path),
          "--set", "measure.tcp.duration_s=20"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path))
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path),
+        preexec_fn=_default_sigint)
     lab = f"tb.run{proc.pid % 100000}-0."
     seen = []
     deadline = time.monotonic() + 90

@@ -349,6 +349,9 @@ def test_interrupt_while_a_namespace_is_being_created_leaves_nothing(require_roo
             time.sleep(0.5)  # the handler raises here, before the thread goes home
 
     monkeypatch.setattr(nssocket, "_mount", interrupted_mount)
+    # The SIGINT below must raise KeyboardInterrupt whatever the suite inherited: from a
+    # background job (nohup ... &) SIGINT starts ignored and Python keeps it so.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             Lab.create("pair", name, links=LINK)
@@ -358,6 +361,7 @@ def test_interrupt_while_a_namespace_is_being_created_leaves_nothing(require_roo
         assert not left, f"an interrupted Lab.create left {left}"
         assert not os.path.exists(hit[0]), f"{hit[0]} left behind"
     finally:
+        signal.signal(signal.SIGINT, previous)
         monkeypatch.undo()
         teardown.teardown(name)
 

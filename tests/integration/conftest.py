@@ -85,6 +85,7 @@ class LabFactory:
     def create(self, topology: str, name: str, ready: bool = True, **kwargs):
         """``Lab.create(topology, name=name, **kwargs)``, destroyed at teardown.
 
+        The delay backend is pytest's ``--backend`` unless ``backend`` is given.
         With ``ready`` it waits (polling ``ip``/``bridge`` with a deadline)
         until every interface is up and every bridge port forwards.
         """
@@ -95,6 +96,7 @@ class LabFactory:
         if helpers.lab_netns_names(name) or (STATE_DIR / name).exists():
             _remove_lab(name)  # a leftover of an interrupted earlier run: ours by name
         CREATED.add(name)
+        kwargs.setdefault("backend", helpers.TEST_BACKEND)  # pytest --backend
         lab = Lab.create(topology, name=name, **kwargs)
         self.labs.append(lab)
         if ready:
@@ -115,6 +117,34 @@ class LabFactory:
         self.labs = []
         if errors:
             raise AssertionError("destroying test labs failed: " + "; ".join(errors))
+
+
+@pytest.fixture(scope="session")
+def link_baseline():
+    """The machine's own share of an RTT (helpers.Baseline), measured once per session on
+    a pair lab whose link has the path of a shaped one (wire namespace, htb) but no delay."""
+    if not IS_ROOT:
+        pytest.skip(ROOT_REASON)
+    from testbed.measure import RUNNERS
+
+    factory = LabFactory()
+    try:
+        lab = factory.create("pair", name="it-baseline", links={"link": {"rate": "10Gbit"}})
+        h1, h2 = lab.node("h1"), lab.node("h2")
+        RUNNERS["ping"].run(h1, h2, count=2, interval_s=0.05, timeout_s=2.0)  # ARP
+
+        def mean_rtt_ms() -> float:
+            samples = RUNNERS["ping"].run(h1, h2, count=50, interval_s=0.05, timeout_s=2.0)["samples_ms"]
+            return helpers.mean(samples)
+
+        baseline = helpers.measure_baseline(mean_rtt_ms)
+        # the same probes the jitter tests send, without jitter: the machine's own spread
+        owd = RUNNERS["owd"].run(h1, h2, count=250, interval_ms=20.0, port=5301)
+        baseline.owd_stdev_ms = helpers.stdev(owd["samples_ms"])
+    finally:
+        factory.close()
+    print(f"\n{baseline}")
+    return baseline
 
 
 @pytest.fixture

@@ -41,6 +41,8 @@ LINKS = {"cw-gcp": {"rate": "200Mbit", "delay": "2ms", "mtu": 1500},
          "cw-gcp-transit": {"rate": "100Mbit", "delay": "10ms", "loss": "0%"}}
 DURATION_S = 8.0
 CONGESTION = {"delay": "40ms", "jitter": "5ms", "loss": "1%"}
+#: After an event, the flow is back to this share of its throughput before it.
+RECOVERED = 0.75
 
 
 def _lab(lab_factory, name):
@@ -187,8 +189,12 @@ def test_link_down_two_seconds_then_up(lab_factory):
     assert 4.0 <= cut["outage_end_s"] <= 6.5, info
     assert 1.8 <= cut["outage_s"] <= 4.5, info
     assert cut["time_to_recover_s"] is not None and 2.0 <= cut["time_to_recover_s"] <= 5.0, info
-    assert cut["throughput_mbps"]["before"] >= 150.0 and cut["throughput_mbps"]["during"] == 0.0
-    assert _tail_median(doc) >= 150.0, info
+    # back to what the flow carried before the cut (measured, not the 200 Mbit/s
+    # configured: a VM without KVM carries 50-100 Mbit/s; shaping accuracy is
+    # test_shaping_accuracy's); on hardware "before" is ~200 Mbit/s
+    before = cut["throughput_mbps"]["before"]
+    assert before > 0.0 and cut["throughput_mbps"]["during"] == 0.0, info
+    assert _tail_median(doc) >= RECOVERED * before, info
     assert doc["iperf"]["attempts"][0]["offset_from"] == "data connection established"
     assert _bridge_state(_wire(lab, "cw-gcp")) == "UP"
 
@@ -216,17 +222,20 @@ def test_congestion_episode_raises_rtt_and_it_returns(lab_factory):
     # 40 ms more each way: about 80 ms more RTT during, back to the direct path's after
     assert rtt["during"] >= rtt["before"] + 60.0, info
     assert rtt["after"] <= rtt["before"] + 15.0, info
-    assert episode["throughput_mbps"]["after"] >= 150.0, info
+    assert episode["throughput_mbps"]["after"] >= RECOVERED * episode["throughput_mbps"]["before"], info
     assert [c["rate_bps"] for c in seen["classes"] if c["kind"] == "htb"] == [100_000_000]
     assert [c["rate_bps"] for c in helpers.tc_classes(wire, "port-b") if c["kind"] == "htb"] \
         == [200_000_000]
+    if lab.backend != "userspace":  # netem: the qdisc itself was changed (tc, above)
+        lab.check()
+        return
     line = next(r for r in lab.proc_records() if r.kind == "delayline" and r.netns == wire)
     stats = read_stats(line)
     assert stats["generation"] == 2 and stats["reloads"] == 2  # the change and the restore
     config = json.loads(Path(line.stats[:-len(".stats.json")] + ".json").read_text())
     assert {q["profile"]["delay_ms"] for q in config["queues"]} == {2.0}
     assert {q["profile"]["loss_pct"] for q in config["queues"]} == {0.0}
-    lab.check()  # the line is alive
+    lab.check()  # the lab's processes are alive
 
 
 # ------------------------------------------------------------------ each engine's reload, live
@@ -242,6 +251,7 @@ def _bench_module():
     return mod
 
 
+@pytest.mark.userspace
 @pytest.mark.parametrize("engine", ["python", "c"])
 def test_delay_line_reload_changes_rtt_live(engine):
     from testbed.lab import procs

@@ -78,7 +78,9 @@ def test_destroy_removes_namespaces_processes_state_and_guard(lab_factory):
     assert sorted(up["namespaces"]) == sorted(
         [f"tb.{name}.h1", f"tb.{name}.h2", f"tb.{name}._w0"]), up
     assert up["state_dir"] and up["chain"], up
-    assert len(lines) == 1 and all(helpers.pid_running(pid) for pid, _ in lines), lines
+    # the userspace backend runs one delay line for the link; netem, none
+    assert len(lines) == (1 if lab.backend == "userspace" else 0), (lab.backend, lines)
+    assert all(helpers.pid_running(pid) for pid, _ in lines), lines
 
     lab.destroy()
     lab_factory.forget(lab)
@@ -94,7 +96,7 @@ OWNER_SCRIPT = textwrap.dedent("""
     import os, sys, time
     from testbed.lab.lab import Lab
     Lab.create("pair", name=sys.argv[1], links={"link": {"delay": "5ms"}},
-               owner_pid=os.getpid())
+               owner_pid=os.getpid(), backend=sys.argv[2])
     print("up", flush=True)
     time.sleep(120)
 """)
@@ -105,7 +107,7 @@ def test_clean_removes_lab_of_killed_owner_and_keeps_persistent_lab(lab_factory,
     _remove_if_left("it-kill")
     script = tmp_path / "owner.py"
     script.write_text(OWNER_SCRIPT)
-    owner = subprocess.Popen([sys.executable, str(script), "it-kill"], stdout=subprocess.PIPE,
+    owner = subprocess.Popen([sys.executable, str(script), "it-kill", helpers.TEST_BACKEND], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=helpers.subprocess_env(),
                              cwd=str(helpers.REPO_ROOT))
     try:
@@ -115,7 +117,8 @@ def test_clean_removes_lab_of_killed_owner_and_keeps_persistent_lab(lab_factory,
             owner.stderr.read().decode()[-2000:] if owner.poll() is not None else "")
         doc = json.loads((helpers.STATE_DIR / "it-kill" / "lab.json").read_text())
         lines = [(p["pid"], p["start"]) for p in doc["procs"] if p["kind"] == "delayline"]
-        assert doc["owner"]["pid"] == owner.pid and lines, doc
+        # a delay line per shaped link with the userspace backend; netem runs none
+        assert doc["owner"]["pid"] == owner.pid and bool(lines) == (doc["backend"] == "userspace"), doc
         assert helpers.lab_netns_names("it-kill")
 
         os.kill(owner.pid, signal.SIGKILL)  # our own child, by its pid
@@ -186,8 +189,10 @@ def test_cli_exec_runs_in_the_host_and_status_reports_healthy(lab_factory):
     assert rows["it-cli"]["block"] == lab.block
 
 
+@pytest.mark.userspace
 def test_killed_delay_line_is_detected(lab_factory):
-    lab = lab_factory.create("pair", name="it-dlkill", links={"link": {"delay": "5ms"}})
+    lab = lab_factory.create("pair", name="it-dlkill", links={"link": {"delay": "5ms"}},
+                             backend="userspace")
     lab.check()  # healthy: no error
     assert lab.status()["healthy"] is True
     records = [r for r in lab.proc_records() if r.kind == "delayline"]

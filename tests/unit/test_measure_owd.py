@@ -132,7 +132,8 @@ def test_argv_for_both_roles():
                        grace_ms=500, start_timeout_ms=2000)
     assert recv == [sys.executable, "-m", "testbed.measure.owd_probe", "recv",
                     "--port", "5301", "--count", "10", "--interval-ms", "5",
-                    "--bind", "10.0.0.2", "--grace-ms", "500", "--start-timeout-ms", "2000"]
+                    "--bind", "10.0.0.2", "--grace-ms", "500", "--start-timeout-ms", "2000",
+                    "--stdin-eof"]
     send = runner.argv("send", port=5301, count=10, interval_ms=0.5, dst_ip="10.0.0.2",
                        size_bytes=100)
     assert send == [sys.executable, "-m", "testbed.measure.owd_probe", "send",
@@ -163,3 +164,31 @@ class NoProcessNode:
 def test_bad_options_are_rejected_before_any_process(options):
     with pytest.raises(InputError):
         OwdRunner().run(NoProcessNode(), NoProcessNode(), **options)
+
+
+def test_receiver_stops_a_grace_period_after_stdin_closes():
+    """--stdin-eof: the receiver waits for a slow sender as long as it is told (here 5
+    minutes), but once its stdin closes (the sender finished) only grace-ms more."""
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe_port:
+        probe_port.bind(("127.0.0.1", 0))
+        port = probe_port.getsockname()[1]
+    recv = subprocess.Popen(
+        [sys.executable, "-m", "testbed.measure.owd_probe", "recv", "--port", str(port),
+         "--count", "5", "--interval-ms", "10", "--bind", "127.0.0.1", "--grace-ms", "200",
+         "--start-timeout-ms", "300000", "--stdin-eof"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert recv.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        closed = time.monotonic()
+        out, _ = recv.communicate(timeout=30)  # closes stdin
+        assert time.monotonic() - closed < 10
+        assert recv.returncode == 0 and '"received": 0' in out
+    finally:
+        if recv.poll() is None:
+            recv.kill()
+            recv.wait()

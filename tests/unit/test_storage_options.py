@@ -9,7 +9,7 @@ from testbed.lab.node import Node
 from testbed.storage import admin, cache, commands, reader, server
 from testbed.storage.options import MAX_DATASET_BYTES, StorageOptions, load_options
 from testbed.storage.roles import choose_roles
-from testbed.storage.step import origin_ready_timeout_s, updated_names
+from testbed.storage.step import updated_names
 
 
 def test_defaults():
@@ -175,12 +175,6 @@ def test_updated_names_are_seeded_and_only_after_the_first_epoch():
     two = updated_names(o, 2)
     assert len(two) == 3 and two == updated_names(o, 2) and two != updated_names(o, 3)
     assert updated_names(load_options({"shards": 10}), 2) == []
-
-
-def test_origin_ready_deadline_grows_with_the_dataset():
-    small = origin_ready_timeout_s(load_options({"shards": 1, "shard_size_bytes": 1}))
-    big = origin_ready_timeout_s(load_options({"shards": 1024, "shard_size_bytes": "1M"}))
-    assert 10 <= small < big
 
 
 @pytest.mark.parametrize("main, argv", [
