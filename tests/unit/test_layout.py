@@ -161,3 +161,12 @@ def test_no_private_attribute_of_another_testbed_module_is_used():
                     and not node.attr.startswith("__")):
                 bad.append(f"{module}: {node.value.id}.{node.attr}")
     assert bad == []
+
+
+def test_test_modules_have_unique_basenames():
+    """pytest imports test modules by basename (no __init__.py): two with one name stop collection."""
+    tests = Path(__file__).resolve().parents[1]
+    names: Dict[str, List[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {n: p for n, p in names.items() if len(p) > 1} == {}
