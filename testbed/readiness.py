@@ -20,6 +20,7 @@ import time
 from typing import Callable, Optional, Tuple, Type
 
 from testbed.errors import RunError, ToolError
+from testbed.lab.procs import stat_fields
 
 __all__ = ["STALL_S", "CEILING_S", "Patience", "wait_until"]
 
@@ -32,12 +33,9 @@ POLL_S = 0.02
 
 def cpu_and_state(pid: int) -> Optional[Tuple[int, str]]:
     """(CPU clock ticks of ``pid`` and its reaped children, state letter), or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            data = fh.read()
-    except OSError:
+    fields = stat_fields(pid)
+    if fields is None:
         return None
-    fields = data[data.rindex(")") + 2:].split()
     # fields[0] is the state (field 3 of stat); utime, stime, cutime, cstime are fields 14-17
     return sum(int(x) for x in fields[11:15]), fields[0]
 

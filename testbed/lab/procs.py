@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 __all__ = ["ProcRecord", "start_time", "is_alive", "spawn", "stop"]
 
@@ -30,26 +30,28 @@ class ProcRecord:
         return asdict(self)
 
 
-def start_time(pid: int) -> Optional[int]:
+def stat_fields(pid: int) -> Optional[List[str]]:
+    """``/proc/<pid>/stat`` from field 3 (the state) on, or None if the process is gone.
+
+    The command name may contain spaces and parentheses: split after the last ')'.
+    """
     try:
         with open(f"/proc/{pid}/stat") as fh:
             data = fh.read()
     except OSError:
         return None
-    # the command name may contain spaces and parentheses: split after the last ')'
-    fields = data[data.rindex(")") + 2:].split()
-    return int(fields[19])
+    return data[data.rindex(")") + 2:].split()
+
+
+def start_time(pid: int) -> Optional[int]:
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[19])
 
 
 def is_alive(pid: int, start: int) -> bool:
     """True if the very process (pid, start) still exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            data = fh.read()
-    except OSError:
-        return False
-    fields = data[data.rindex(")") + 2:].split()
-    return fields[0] != "Z" and int(fields[19]) == start
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z" and int(fields[19]) == start
 
 
 def spawn(argv: Sequence[str], netns: str, kind: str, log_path: str,
