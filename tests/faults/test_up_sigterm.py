@@ -12,6 +12,7 @@ Oracles: ``ip netns list`` (helpers), the state directory, ``testbed status --js
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,9 +25,9 @@ import helpers
 pytestmark = pytest.mark.integration
 
 LAB = "ft-upterm"
-# two-clouds over transit with 128 hosts: the build takes a few seconds to catch it in
+# two-clouds over transit with 512 hosts: a build of seconds, long enough to catch it in
 UP_ARGV = [sys.executable, "-m", "testbed.cli", "up", "two-clouds", "--name", LAB,
-           "--set", "path=transit", "--set", "hosts_per_site=64"]
+           "--set", "path=transit", "--set", "hosts_per_site=256"]
 
 
 def _state() -> dict:
@@ -48,24 +49,36 @@ def _start_and_catch_creating() -> subprocess.Popen:
                             env=helpers.subprocess_env(),
                             preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
     deadline = time.monotonic() + 120
+    prefix = f"tb.{LAB}."
     while time.monotonic() < deadline:
-        if _state().get("status") == "creating" and helpers.lab_netns_names(LAB):
+        # a listing of /run/netns, not 'ip netns list': fast enough to catch a build of ~1 s
+        made = any(n.startswith(prefix) for n in os.listdir("/run/netns")) if os.path.isdir("/run/netns") else False
+        if made and _state().get("status") == "creating":
             return proc
         if proc.poll() is not None:
             break
-        time.sleep(0.005)
+        time.sleep(0.002)
     proc.kill()
-    proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     _cli("clean", LAB)
-    pytest.fail("never saw the lab while it was being created (did 'up' finish too fast?)")
+    pytest.fail(f"never saw the lab while it was being created (exit {proc.returncode}): {err[-500:]}")
+
+
+def _guard_chain_present() -> bool:
+    return f"-N TB-{LAB}" in subprocess.run(["iptables", "-w", "5", "-S"], capture_output=True,
+                                            text=True, timeout=30).stdout
+
+
+def _clean_if_anything_left() -> None:
+    if _state() or helpers.lab_netns_names(LAB) or _guard_chain_present():
+        _cli("clean", LAB)
 
 
 @pytest.fixture
 def no_leftover(require_root):
-    _cli("clean", LAB) if _state() else None
+    _clean_if_anything_left()
     yield
-    if _state() or helpers.lab_netns_names(LAB):
-        _cli("clean", LAB)
+    _clean_if_anything_left()
 
 
 def test_sigterm_during_up_removes_the_half_built_lab(no_leftover):
