@@ -35,9 +35,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "tests"):  # the checkout's package, and the suite's helpers
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
+from helpers import loss_bursts  # noqa: E402  (tests/helpers.py: the suite's burst counter)
 from testbed.errors import TestbedError  # noqa: E402
 from testbed.lab.lab import Lab  # noqa: E402
 from testbed.lab.teardown import teardown  # noqa: E402
@@ -66,20 +68,6 @@ CASES = [
 ]
 
 
-def _bursts(seqs, count):
-    got, runs, run = set(seqs), [], 0
-    for s in range(count):
-        if s in got:
-            if run:
-                runs.append(run)
-            run = 0
-        else:
-            run += 1
-    if run:
-        runs.append(run)
-    return runs
-
-
 def measure(kind: str, h1, h2, args) -> dict:
     if kind == "rtt":
         RUNNERS["ping"].run(h1, h2, count=2, interval_s=0.05, timeout_s=2.0)
@@ -100,7 +88,7 @@ def measure(kind: str, h1, h2, args) -> dict:
            "reordered_pct": round(100.0 * r["reordered"] / count, 3),
            "owd_mean_ms": round(statistics.mean(r["samples_ms"]), 3),
            "owd_stdev_ms": round(statistics.pstdev(r["samples_ms"]), 3)}
-    bursts = _bursts(seqs, count)
+    bursts = loss_bursts(seqs, count)
     out["mean_loss_burst"] = round(statistics.mean(bursts), 2) if bursts else None
     return out
 

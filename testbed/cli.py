@@ -202,8 +202,7 @@ def _print_window_advisories(lab) -> None:
     from testbed.collectives.tcpedges import read_sysctls
     from testbed.window_advisory import advisories
 
-    sysctls = {h.name: read_sysctls(h.netns) for h in lab.hosts()}
-    for line in advisories(lab.plan, sysctls):
+    for line in advisories(lab.plan, lambda host: read_sysctls(lab.node(host).netns)):
         print(f"advisory: {line}")
 
 

@@ -275,7 +275,7 @@ def lab_tcp(made, src=None, dst=None, steady_tolerance_pct: Optional[float] = No
     data = measure_step(made, "tcp", src, dst, **options)
     if steady_tolerance_pct is not None:
         from testbed.measure import time_to_steady_s
-        from testbed.measure.options import SteadyOptions
+        from testbed.steps.endpoint_options import SteadyOptions
 
         tolerance = SteadyOptions(tolerance_pct=steady_tolerance_pct).tolerance_pct
         data["time_to_steady_s"] = time_to_steady_s(data.get("intervals", []), tolerance / 100.0)

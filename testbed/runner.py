@@ -253,15 +253,16 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
               else l3_path(lab.plan, src.name, dst.name))
         pred = path_profile(lab.plan, l3)
         entry["predicted"] = pred
+        src_sysctls = read_sysctls(src.netns)  # once: the advisory and the TCP check both read them
         if entry.get("tcp") and tcp_options is not None:  # the window, not the link, may be the limit
-            host = tcpmodel.HostTcp.from_sysctls(read_sysctls(src.netns), congestion=tcp_options.cc)
+            host = tcpmodel.HostTcp.from_sysctls(src_sysctls, congestion=tcp_options.cc)
             advisory = window_advisory(src.name, dst.name, pred, host, tcp_options.streams)
             if advisory and not tcp_options.window_bytes:
                 entry["tcp"]["window_advisory"] = advisory
                 progress(f"[{variant.name}] advisory: {advisory}")
         window = tcp_options.window_bytes if tcp_options else None
         entry["fidelity"] = {"checks": fidelity.checks(pred, entry, scenario.fidelity.model_dump(), window,
-                                                       host_sysctls=read_sysctls(src.netns))}
+                                                       host_sysctls=src_sysctls)}
         entry["complete"] = True
     except TestbedError as exc:
         entry["errors"].append(str(exc))

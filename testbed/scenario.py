@@ -48,6 +48,7 @@ from testbed.presets import load_presets
 from testbed.profile import resolve_link
 from testbed.scale import MAX_SCALE
 from testbed.steps.registry import STEP_OPTIONS
+from testbed.topologies import canonical_topology, is_topology_file
 from testbed.units import parse_size_bytes
 from testbed.yamltext import load_yaml
 
@@ -345,7 +346,7 @@ def _check_links(scenario: Scenario, presets: Any, source: Optional[str]) -> Non
 
 
 def _check_cross_fields(scenario: Scenario, topologies: Optional[Collection[str]], source: Optional[str]) -> None:
-    if topologies is not None and scenario.topology not in topologies and not _is_file(scenario.topology):
+    if topologies is not None and scenario.topology not in topologies and not is_topology_file(scenario.topology):
         known = ", ".join(sorted(topologies)) or "none"
         raise InputError("topology", f"unknown topology {scenario.topology!r} (known: {known})", source=source)
     first_index: Dict[str, int] = {}
@@ -375,18 +376,12 @@ def _check_cost(value: Dict[str, Any], source: Optional[str]):
     return cost.parse_config(body, "cost", source), daily
 
 
-def _is_file(topology: str) -> bool:
-    return topology.endswith(".py") or ".py:" in topology
-
-
 def _topology_from(data: Any, source: Optional[str]) -> Any:
     """A topology file named relative to the scenario file is taken from the scenario's folder."""
-    if not (isinstance(data, dict) and isinstance(data.get("topology"), str) and _is_file(data["topology"])):
+    topology = data.get("topology") if isinstance(data, dict) else None
+    if not isinstance(topology, str) or not is_topology_file(topology) or source is None:
         return data
-    path = data["topology"]
-    if source is None or path.startswith("/"):
-        return data
-    return {**data, "topology": str(Path(source).resolve().parent / path)}
+    return {**data, "topology": canonical_topology(topology, Path(source).resolve().parent)}
 
 
 def parse_scenario(

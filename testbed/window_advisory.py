@@ -13,7 +13,7 @@ attaches them to the TCP figure.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from testbed import tcpmodel
 from testbed.lab.paths import l3_path, path_profile
@@ -49,11 +49,12 @@ def _site_pairs(plan) -> List[Tuple[str, str]]:
     return [(a, b) for i, a in enumerate(hosts) for b in hosts[i + 1:]]
 
 
-def advisories(plan, sysctls_of: Mapping[str, Mapping[str, object]]) -> List[str]:
-    """Advisories for every pair of sites of ``plan``; ``sysctls_of`` maps a host to its sysctls."""
+def advisories(plan, sysctls_of: Callable[[str], Mapping[str, object]]) -> List[str]:
+    """Advisories for every pair of sites of ``plan``; ``sysctls_of(host)`` gives a host's sysctls
+    (asked only for the first host of each site, not for every host of a big lab)."""
     out = []
     for a, b in _site_pairs(plan):
-        host = tcpmodel.HostTcp.from_sysctls(sysctls_of.get(a) or {})
+        host = tcpmodel.HostTcp.from_sysctls(sysctls_of(a) or {})
         line = window_advisory(a, b, path_profile(plan, l3_path(plan, a, b)), host)
         if line:
             out.append(line)

@@ -2,12 +2,50 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Literal, Optional
 
-from testbed.collectives.options import CollectiveOptions
+from pydantic import Field, model_validator
+
+from testbed.fields import CCName, SizeText, StrictModel
 from testbed.steps.kind import StepContext, StepKind
+from testbed.units import parse_size_bytes
 
-__all__ = ["STEP"]
+__all__ = ["STEP", "CollectiveOptions"]
+
+
+class CollectiveOptions(StrictModel):
+    """Collective timing between the lab's hosts, nccl-tests style (testbed collective)."""
+
+    op: Literal["allreduce", "reduce_scatter", "allgather", "broadcast", "reduce", "alltoall",
+                "sendrecv"] = "allreduce"
+    algorithm: Literal["ring", "tree", "rabenseifner", "hierarchical"] = "ring"
+    sizes: List[SizeText] = Field(default_factory=lambda: ["64KiB", "1MiB", "4MiB"], min_length=1,
+                                  max_length=64)
+    iters: int = Field(5, ge=1, le=1000)
+    warmup: int = Field(1, ge=0, le=100)
+    gpus_per_host: int = Field(1, ge=1, le=64)
+    nsocks: int = Field(1, ge=1, le=64)
+    buffsize: SizeText = "4MiB"
+    order: Literal["topology", "naive"] = "topology"
+    protocol: Literal["eager", "rendezvous"] = "eager"
+    window: int = Field(2, ge=1, le=64)
+    cc: Optional[CCName] = None  # the engine's connections' congestion control; host default if None
+
+    @model_validator(mode="after")
+    def _algorithm_implements_op(self) -> "CollectiveOptions":
+        from testbed.collectives.algorithms import algorithms_for
+
+        if self.algorithm not in algorithms_for(self.op):
+            raise ValueError(f"{self.algorithm} does not implement {self.op} "
+                             f"(algorithms for {self.op}: {', '.join(algorithms_for(self.op))})")
+        return self
+
+    def sizes_bytes(self) -> List[int]:
+        return [parse_size_bytes(s, f"measure.collective.sizes.{i}") for i, s in enumerate(self.sizes)]
+
+    @property
+    def buffsize_bytes(self) -> int:
+        return parse_size_bytes(self.buffsize, "measure.collective.buffsize")
 
 
 def _run(ctx: StepContext, options: CollectiveOptions) -> List[dict]:

@@ -9,12 +9,20 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 from pydantic import BaseModel
 
-__all__ = ["StepKind", "StepContext", "PlotBuilder", "SectionBuilder"]
+__all__ = ["StepKind", "StepContext", "PlotBuilder", "SectionBuilder", "tool_runner"]
 
 #: results.json document -> a matplotlib Figure, or None when no variant has the data
 PlotBuilder = Callable[[Dict[str, Any]], Any]
 #: the variants of results.json -> markdown lines (nothing when no variant ran the step)
 SectionBuilder = Callable[[List[Dict[str, Any]]], List[str]]
+
+
+def tool_runner(name: str):
+    """The measurement runner ``name`` of :data:`testbed.measure.RUNNERS`, imported on first use
+    (the tool modules and numpy stay out of scenario loading)."""
+    from testbed.measure import RUNNERS
+
+    return RUNNERS[name]
 
 
 @dataclass

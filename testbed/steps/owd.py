@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from testbed.measure import RUNNERS
-from testbed.measure.options import OwdOptions
-from testbed.steps.kind import StepContext, StepKind
+from testbed.steps.endpoint_options import OwdOptions
+from testbed.steps.kind import StepContext, StepKind, tool_runner
 
 __all__ = ["STEP"]
 
 
 def _run(ctx: StepContext, options: OwdOptions) -> dict:
-    both = RUNNERS["owd"].run_both(ctx.src, ctx.dst, count=options.count, interval_ms=options.interval_ms,
+    both = tool_runner("owd").run_both(ctx.src, ctx.dst, count=options.count, interval_ms=options.interval_ms,
                                    size_bytes=options.size_bytes)
     fwd = both["forward"]
     data = {"forward": fwd, "reverse": both["reverse"],
@@ -27,5 +26,5 @@ def _owd_histogram(results):
     return owd_histogram(results)
 
 
-STEP = StepKind("owd", OwdOptions, _run, check_tools=lambda: RUNNERS["owd"].check(None),
+STEP = StepKind("owd", OwdOptions, _run, check_tools=lambda: tool_runner("owd").check(None),
                 plots=(("owd_histogram.png", _owd_histogram),))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from testbed.measure import RUNNERS
-from testbed.measure.options import PathOptions
-from testbed.steps.kind import StepContext, StepKind
+from testbed.steps.endpoint_options import PathOptions
+from testbed.steps.kind import StepContext, StepKind, tool_runner
 
 __all__ = ["STEP", "hops"]
 
@@ -25,9 +24,9 @@ def hops(lab, src: str, dst: str, routers: List[Optional[str]]) -> dict:
 
 
 def _run(ctx: StepContext, options: PathOptions) -> dict:
-    data = RUNNERS["path"].run(ctx.src, ctx.dst, max_hops=options.max_hops)
+    data = tool_runner("path").run(ctx.src, ctx.dst, max_hops=options.max_hops)
     data.update(hops(ctx.lab, ctx.src.name, ctx.dst.name, data.get("routers", [])))
     return data
 
 
-STEP = StepKind("path", PathOptions, _run, check_tools=lambda: RUNNERS["path"].check(None))
+STEP = StepKind("path", PathOptions, _run, check_tools=lambda: tool_runner("path").check(None))

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from testbed.measure import RUNNERS
-from testbed.measure.options import PingOptions
-from testbed.steps.kind import StepContext, StepKind
+from testbed.steps.endpoint_options import PingOptions
+from testbed.steps.kind import StepContext, StepKind, tool_runner
 
 __all__ = ["STEP"]
 
 
 def _run(ctx: StepContext, options: PingOptions) -> dict:
-    return RUNNERS["ping"].run(ctx.src, ctx.dst, count=options.count, interval_s=options.interval_s,
-                               size_bytes=options.size_bytes)
+    return tool_runner("ping").run(ctx.src, ctx.dst, count=options.count, interval_s=options.interval_s,
+                         size_bytes=options.size_bytes)
 
 
 def _rtt_cdf(results):
@@ -20,5 +19,5 @@ def _rtt_cdf(results):
     return rtt_cdf(results)
 
 
-STEP = StepKind("ping", PingOptions, _run, check_tools=lambda: RUNNERS["ping"].check(None),
+STEP = StepKind("ping", PingOptions, _run, check_tools=lambda: tool_runner("ping").check(None),
                 plots=(("rtt_cdf.png", _rtt_cdf),))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from testbed.measure.options import SteadyOptions
-from testbed.measure.steady import time_to_steady_s
+from testbed.steps.endpoint_options import SteadyOptions
 from testbed.steps.kind import StepContext, StepKind
 
 __all__ = ["STEP"]
@@ -11,6 +10,8 @@ __all__ = ["STEP"]
 
 def _run(ctx: StepContext, options: SteadyOptions) -> None:
     """Adds ``tcp.time_to_steady_s`` and ``time_to_steady_from_up_s`` to the variant."""
+    from testbed.measure.steady import time_to_steady_s
+
     entry = ctx.entry
     if not entry.get("tcp"):
         return None

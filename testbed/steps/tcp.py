@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from testbed.measure import RUNNERS
-from testbed.measure.options import TcpOptions
+from testbed.steps.endpoint_options import TcpOptions
 from testbed.scale import iperf_at_real_scale
-from testbed.steps.kind import StepContext, StepKind
+from testbed.steps.kind import StepContext, StepKind, tool_runner
 
 __all__ = ["STEP"]
 
 
 def _run(ctx: StepContext, options: TcpOptions) -> dict:
     ctx.entry["tcp_started_s"] = ctx.since_up_s()  # the steady step counts from 'up'
-    data = RUNNERS["tcp"].run(ctx.src, ctx.dst, duration_s=options.duration_s, streams=options.streams,
+    data = tool_runner("tcp").run(ctx.src, ctx.dst, duration_s=options.duration_s, streams=options.streams,
                               congestion=options.cc, window_bytes=options.window_bytes)
     return iperf_at_real_scale(data, ctx.lab.scale)
 
@@ -23,5 +22,5 @@ def _throughput(results):
     return throughput(results)
 
 
-STEP = StepKind("tcp", TcpOptions, _run, check_tools=lambda: RUNNERS["tcp"].check(None),
+STEP = StepKind("tcp", TcpOptions, _run, check_tools=lambda: tool_runner("tcp").check(None),
                 plots=(("throughput.png", _throughput),))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from testbed.measure import RUNNERS
-from testbed.measure.options import UdpOptions
+from testbed.steps.endpoint_options import UdpOptions
 from testbed.scale import iperf_at_real_scale
-from testbed.steps.kind import StepContext, StepKind
+from testbed.steps.kind import StepContext, StepKind, tool_runner
 
 __all__ = ["STEP"]
 
@@ -15,7 +14,7 @@ def _run(ctx: StepContext, options: UdpOptions) -> dict:
     kwargs = {"bitrate_bps": max(1, int(options.bitrate_bps / scale)), "duration_s": options.duration_s}
     if options.size_bytes:
         kwargs["length_bytes"] = options.size_bytes
-    return iperf_at_real_scale(RUNNERS["udp"].run(ctx.src, ctx.dst, **kwargs), scale)
+    return iperf_at_real_scale(tool_runner("udp").run(ctx.src, ctx.dst, **kwargs), scale)
 
 
-STEP = StepKind("udp", UdpOptions, _run, check_tools=lambda: RUNNERS["udp"].check(None))
+STEP = StepKind("udp", UdpOptions, _run, check_tools=lambda: tool_runner("udp").check(None))

@@ -8,7 +8,7 @@ from testbed.collectives import training
 from testbed.collectives.placement import best_site_order, place
 from testbed.errors import InputError
 from testbed.lab.plan import LabPlan
-from testbed.collectives.options import TrainingOptions
+from testbed.steps.training import TrainingOptions
 
 HOSTS = ["aws-h1", "aws-h2", "cw-h1", "cw-h2", "gcp-h1", "gcp-h2"]
 SITE = {h: h.split("-")[0] for h in HOSTS}

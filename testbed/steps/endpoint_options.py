@@ -1,4 +1,4 @@
-"""Scenario options of the measurement steps between two endpoints (``measure.<kind>``).
+"""Scenario options of the steps measured between two endpoints: ping, owd, tcp, udp, path, steady.
 
 One model per step kind, validated strictly (unknown keys refused); names
 carry their unit. The step registry (:mod:`testbed.steps.registry`) pairs each
