@@ -166,6 +166,10 @@ class Scenario(StrictModel):
     cost: Dict[StrictStr, Plain] = Field(default_factory=dict)
     quick: Dict[DottedKey, Plain] = Field(default_factory=dict)
     fidelity: FidelityOptions = Field(default_factory=FidelityOptions)
+    # labs across machines (testbed.cluster): name -> "user@host" or {address, user, key, python, port};
+    # site -> machine. placement without machines: one-box stand-ins of those names
+    machines: Dict[StrictStr, Plain] = Field(default_factory=dict)
+    placement: Dict[StrictStr, StrictStr] = Field(default_factory=dict)
 
     _source: Optional[str] = PrivateAttr(default=None)
     _presets: Any = PrivateAttr(default=None)
@@ -360,6 +364,21 @@ def _check_cross_fields(scenario: Scenario, topologies: Optional[Collection[str]
         first_index[variant.name] = index
     if scenario.endpoints is not None and scenario.endpoints.src == scenario.endpoints.dst:
         raise InputError("endpoints.dst", "src and dst must be different hosts", source=source)
+    _check_machines(scenario, source)
+
+
+def _check_machines(scenario: Scenario, source: Optional[str]) -> None:
+    """``machines:`` parsed; ``placement:`` names known machines (or valid stand-in names)."""
+    from testbed.cluster.machines import check_machine_name, parse_machines
+
+    try:
+        names = [m.name for m in parse_machines(scenario.machines)]
+        for site, machine in scenario.placement.items():
+            check_machine_name(machine, f"placement.{site}")
+            if names and machine not in names:
+                raise InputError(f"placement.{site}", f"no machine {machine!r} (machines: {', '.join(names)})")
+    except InputError as exc:
+        raise InputError(exc.field, exc.message, source=source) from exc
 
 
 def _check_cost(value: Dict[str, Any], source: Optional[str]):

@@ -86,6 +86,9 @@ class LinkPlan:
     spec: LinkSpec  # forward = a -> b, reverse = b -> a
     mtu: int
     wire: Optional[str] = None  # netns of the link's wire (None: plain veth)
+    # a plan slice's half of a link that crosses machines (testbed.cluster.slicing):
+    # {"end": "a"|"b" (the local end), "vni", "local", "remote", "port", "rtt_ms", ...}
+    tunnel: Optional[dict] = None
 
     @property
     def shaped(self) -> bool:
@@ -141,7 +144,8 @@ class LabPlan:
             "links": [
                 {"id": l.id, "a": l.a, "b": l.b, "a_intf": l.a_intf,
                  "b_intf": l.b_intf, "name": l.name, "mtu": l.mtu,
-                 "wire": l.wire, "profile": l.spec.to_user()}
+                 "wire": l.wire, "profile": l.spec.to_user(),
+                 **({"tunnel": dict(l.tunnel)} if l.tunnel else {})}
                 for l in self.links
             ],
         }
@@ -152,7 +156,7 @@ class LabPlan:
         links = [
             LinkPlan(int(l["id"]), l["a"], l["b"], l["a_intf"], l["b_intf"], l["name"],
                      resolve_link(l["profile"], f"plan.links.{l['id']}"), int(l["mtu"]),
-                     l.get("wire"))
+                     l.get("wire"), l.get("tunnel"))
             for l in doc["links"]
         ]
         link_of = {}
