@@ -25,7 +25,7 @@ from testbed.scale import check_scale
 
 __all__ = ["main", "build_parser"]
 
-LAB_SETTINGS = ("block", "backend", "seed", "scale")
+LAB_SETTINGS = ("block", "backend", "seed", "scale", "machines", "placement")
 #: --set keys for the hosts' sysctls (as a scenario's host_sysctls): host.net.ipv4.tcp_rmem=...
 HOST_SETTINGS = ("host", "host_sysctls")
 
@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LINK.FIELD=VALUE (link profile), PARAM=VALUE (topology parameter), "
                         "block=CIDR, backend=auto|netem|userspace, seed=N (the delay lines' random seed), "
                         "scale=K (rates / K, see docs/collectives.md), host.SYSCTL=VALUE (every host, "
-                        "as a scenario's host_sysctls, e.g. host.net.ipv4.tcp_rmem='4096 131072 16777216')")
+                        "as a scenario's host_sysctls, e.g. host.net.ipv4.tcp_rmem='4096 131072 16777216'), "
+                        "machines.NAME=user@host and placement.SITE=NAME (a lab across machines; "
+                        "placement alone: one-box stand-ins, see docs/scale-out.md)")
     u.add_argument("--cli", action="store_true", help="open Mininet's CLI on the lab once it is up")
 
     e = sub.add_parser("exec", help="run a command on a lab host: testbed exec LAB HOST -- CMD ...")
@@ -179,10 +181,17 @@ def _cmd_up(args) -> int:
     from testbed.lab.lab import Lab
 
     settings, params, links = _split_up_overrides(args.topology, args.overrides)
-    lab = Lab.create(args.topology, args.name, params=params, links=links,
-                     block=settings.get("block"), backend=str(settings.get("backend", "auto")),
-                     seed=_seed(settings.get("seed", 0)), host_sysctls=settings.get("host_sysctls"),
-                     scale=check_scale(settings.get("scale", 1), "scale", source="--set"))
+    common = dict(params=params, links=links, block=settings.get("block"),
+                  backend=str(settings.get("backend", "auto")), seed=_seed(settings.get("seed", 0)),
+                  host_sysctls=settings.get("host_sysctls"),
+                  scale=check_scale(settings.get("scale", 1), "scale", source="--set"))
+    if settings.get("machines") or settings.get("placement"):  # across machines (docs/scale-out.md)
+        from testbed.cluster.create import create_cluster_lab
+
+        machines, placement = _cluster_settings(settings)
+        lab = create_cluster_lab(args.topology, args.name, machines=machines, placement=placement, **common)
+    else:
+        lab = Lab.create(args.topology, args.name, **common)
     print(f"lab {lab.name} up: {len(lab.node_names())} nodes, block {lab.block}, "
           f"delay backend {lab.backend}" + (f", rates scaled 1/{lab.scale:g}" if lab.scale != 1 else ""))
     for host in lab.hosts():
@@ -197,12 +206,35 @@ def _cmd_up(args) -> int:
     return 0
 
 
+def _cluster_settings(settings: dict):
+    """``machines`` and ``placement`` from ``--set`` (validated, errors naming the field)."""
+    from testbed.cluster.machines import check_machine_name, parse_machines
+
+    try:
+        machines = parse_machines(settings.get("machines") or {})
+        placement = settings.get("placement") or {}
+        if not isinstance(placement, dict):
+            raise InputError("placement", "must map sites to machines: --set placement.SITE=MACHINE")
+        names = [m.name for m in machines]
+        for site, machine in placement.items():
+            check_machine_name(machine, f"placement.{site}")
+            if names and machine not in names:
+                raise InputError(f"placement.{site}", f"no machine {machine!r} (machines: {', '.join(names)})")
+    except InputError as exc:
+        raise InputError(exc.field, exc.message, source="--set") from exc
+    return machines, placement
+
+
 def _print_window_advisories(lab) -> None:
     """Where the hosts' socket buffers cannot fill a path between sites, say so (testbed/window_advisory.py)."""
-    from testbed.collectives.tcpedges import read_sysctls
+    from testbed.collectives.tcpedges import read_node_sysctls, read_sysctls
     from testbed.window_advisory import advisories
 
-    for line in advisories(lab.plan, lambda host: read_sysctls(lab.node(host).netns)):
+    def sysctls(host):
+        node = lab.node(host)
+        return read_node_sysctls(node) if node.remote else read_sysctls(node.netns)
+
+    for line in advisories(lab.plan, sysctls):
         print(f"advisory: {line}")
 
 
@@ -217,7 +249,8 @@ def _cmd_exec(args) -> int:
     require_root()
     node = Lab.attach(args.lab).node(args.host)
     sys.stdout.flush()
-    os.execvp("ip", node.argv(cmd))
+    argv = node.argv(cmd)  # across machines: ssh to the node's machine first
+    os.execvp(argv[0], argv)
     return 0  # not reached
 
 

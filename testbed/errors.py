@@ -26,6 +26,7 @@ __all__ = [
     "KernelError",
     "ToolError",
     "DelayLineDied",
+    "MachineError",
 ]
 
 
@@ -86,3 +87,11 @@ class ToolError(RunError):
 
 class DelayLineDied(RunError):
     """A userspace delay line process is gone: the link it served is broken."""
+
+
+class MachineError(RunError):
+    """A machine of a lab across machines is unreachable, died, or refused its slice."""
+
+    def __init__(self, machine: str, message: str):
+        self.machine = machine
+        super().__init__(f"machine {machine}: {message}")

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from testbed import autoscale, capacity, cost, fidelity, results, tcpmodel
-from testbed.collectives.tcpedges import read_sysctls
+from testbed.cluster.results import cluster_results, underlay_checks, with_underlay
+from testbed.collectives.tcpedges import read_node_sysctls, read_sysctls
 from testbed.errors import InputError, RunError, TestbedError
 from testbed.graph import graph_doc
 from testbed.lab import counters, state
@@ -206,15 +207,26 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
     progress(f"[{variant.name}] scale {decision.scale:g} ({decision.mode}): {decision.reason}")
     progress(f"[{variant.name}] bringing up {scenario.topology} lab {lab_name}")
     up_started = time.monotonic()
-    lab = Lab.create(scenario.topology, lab_name, params=config["params"], links=config["links"],
-                     host_sysctls=config["host_sysctls"], owner_pid=os.getpid(),
-                     strict_links=False, scale=decision.scale)
+    if scenario.machines or scenario.placement:  # a lab across machines (testbed.cluster)
+        from testbed.cluster.create import create_cluster_lab
+        from testbed.cluster.machines import parse_machines
+
+        lab = create_cluster_lab(scenario.topology, lab_name, params=config["params"], links=config["links"],
+                                 machines=parse_machines(scenario.machines), placement=scenario.placement,
+                                 host_sysctls=config["host_sysctls"], owner_pid=os.getpid(),
+                                 strict_links=False, scale=decision.scale)
+    else:
+        lab = Lab.create(scenario.topology, lab_name, params=config["params"], links=config["links"],
+                         host_sysctls=config["host_sysctls"], owner_pid=os.getpid(),
+                         strict_links=False, scale=decision.scale)
     lab.doc["scale_decision"] = decision.to_dict()  # the collective rows' verdicts read it
     try:
         up_s = round(time.monotonic() - up_started, 3)
         entry["lab"] = {"block": lab.block, "backend": lab.backend, "nodes": len(lab.node_names()),
                         "scale": lab.scale, "scale_decision": decision.to_dict(), "up_s": up_s,
                         "graph": graph_doc(lab.plan)}
+        if lab.doc.get("cluster"):
+            entry["lab"].update(cluster_results(lab.doc["cluster"]))
         entry["links"] = {l["name"]: l["profile"] for l in lab.links()}
         hosts = [h.name for h in lab.hosts()]
         ends = config["endpoints"] or {"src": hosts[0], "dst": hosts[-1]}
@@ -222,7 +234,9 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
         entry["endpoints"] = {"src": src.name, "dst": dst.name}
         entry["time_to_connectivity_s"] = _wait_connectivity(src, dst)
         entry["time_to_first_packet_s"] = round(up_s + entry["time_to_connectivity_s"], 3)
-        counters_before = counters.link_bytes(lab)
+        # a lab on real machines has its interfaces there: no egress counters (cost) here
+        counted = not lab.doc.get("cluster") or bool(lab.doc["cluster"].get("onebox"))
+        counters_before = counters.link_bytes(lab) if counted else None
         tcp_options = None
         busy = {}
         ctx = StepContext(lab, src, dst, lambda m: progress(f"[{variant.name}]   {m}"), entry, up_started)
@@ -244,7 +258,8 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
             if kind == "tcp":
                 tcp_options = options
             lab.check()
-        entry["cost"] = _variant_cost(scenario, lab, config, counters_before)
+        if counted:
+            entry["cost"] = _variant_cost(scenario, lab, config, counters_before)
         entry["emulator"] = {"delay_lines": _delay_line_summary(lab),
                              "cpu_busy_pct": busy.get("tcp"), "cpu_busy_pct_by_step": busy}
         # the measured path when the path step ran, else the routed (shortest) one
@@ -252,8 +267,11 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
         l3 = ([src.name] + routers + [dst.name] if entry.get("path")
               else l3_path(lab.plan, src.name, dst.name))
         pred = path_profile(lab.plan, l3)
+        if lab.doc.get("cluster"):  # a crossing link's packets also cross the underlay
+            pred = with_underlay(pred, lab.plan, l3, lab.doc["cluster"])
         entry["predicted"] = pred
-        src_sysctls = read_sysctls(src.netns)  # once: the advisory and the TCP check both read them
+        # once: the advisory and the TCP check both read them
+        src_sysctls = read_sysctls(src.netns) if not src.remote else read_node_sysctls(src)
         if entry.get("tcp") and tcp_options is not None:  # the window, not the link, may be the limit
             host = tcpmodel.HostTcp.from_sysctls(src_sysctls, congestion=tcp_options.cc)
             advisory = window_advisory(src.name, dst.name, pred, host, tcp_options.streams)
@@ -263,6 +281,8 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
         window = tcp_options.window_bytes if tcp_options else None
         entry["fidelity"] = {"checks": fidelity.checks(pred, entry, scenario.fidelity.model_dump(), window,
                                                        host_sysctls=src_sysctls)}
+        if lab.doc.get("cluster"):
+            entry["fidelity"]["checks"] += underlay_checks(lab.plan, lab.doc["cluster"], lab.scale)
         entry["complete"] = True
     except TestbedError as exc:
         entry["errors"].append(str(exc))

@@ -23,7 +23,7 @@ from testbed import tcpmodel
 from testbed.errors import InputError
 from testbed.lab.paths import l3_path, path_profile
 
-__all__ = ["SYSCTL_KEYS", "PathTcp", "read_sysctls", "host_tcp", "path_tcp"]
+__all__ = ["SYSCTL_KEYS", "PathTcp", "read_sysctls", "read_node_sysctls", "host_tcp", "path_tcp"]
 
 SYSCTL_KEYS = ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_slow_start_after_idle",
                "net.ipv4.tcp_congestion_control")
@@ -42,6 +42,14 @@ def read_sysctls(netns: str) -> dict:
             except OSError:
                 continue
     return out
+
+
+def read_node_sysctls(node) -> dict:
+    """:func:`read_sysctls` through the node's own commands (a node on another machine)."""
+    proc = node.run(["sysctl", "-n", *SYSCTL_KEYS], timeout_s=15.0, check=False)
+    values = (proc.stdout or "").splitlines()
+    return {key: " ".join(value.split()) for key, value in zip(SYSCTL_KEYS, values)} \
+        if len(values) == len(SYSCTL_KEYS) else {}
 
 
 def host_tcp(node, congestion: Optional[str] = None) -> tcpmodel.HostTcp:

@@ -93,13 +93,40 @@ def _veth(ipr: IPRoute, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
         raise _kernel(f"creating veth {ns_a}:{if_a} <-> {ns_b}:{if_b}", exc) from exc
 
 
+def _tunnel(ipr: IPRoute, link: LinkPlan, port: str) -> None:
+    """The VXLAN end of a link across machines, born in the link's half-wire as ``port``.
+
+    Created from this machine's own namespace (its underlay socket stays
+    here, where the underlay address is) straight into the wire, keyed by the
+    link's VNI, unicast to the other machine; no learning, no multicast.
+    """
+    t = link.tunnel
+    try:
+        ipr.link("add", ifname=port, kind="vxlan", net_ns_fd=link.wire, vxlan_id=int(t["vni"]),
+                 vxlan_local=t["local"], vxlan_group=t["remote"], vxlan_port=int(t["port"]),
+                 vxlan_learning=0, vxlan_ttl=64)
+    except NetlinkError as exc:
+        raise _kernel(f"creating the VXLAN tunnel of link {link.name} (key {t['vni']}) "
+                      f"{t['local']} -> {t['remote']} in {link.wire}", exc) from exc
+
+
 def create_links(plan: LabPlan) -> None:
     """Create every veth pair with both ends born inside their namespaces.
 
     A shaped link is two veths: node a <-> wire port-a, wire port-b <-> node b.
+    The half of a link across machines is one veth (local node <-> its wire
+    port) and a VXLAN tunnel as the other port.
     """
     with IPRoute() as ipr:
         for link in plan.links:
+            if link.tunnel:
+                if link.tunnel["end"] == "a":
+                    _veth(ipr, plan.nodes[link.a].netns, link.a_intf, link.wire, WIRE_PORT_A)
+                    _tunnel(ipr, link, WIRE_PORT_B)
+                else:
+                    _tunnel(ipr, link, WIRE_PORT_A)
+                    _veth(ipr, link.wire, WIRE_PORT_B, plan.nodes[link.b].netns, link.b_intf)
+                continue
             a = plan.nodes[link.a].netns
             b = plan.nodes[link.b].netns
             if link.wire:

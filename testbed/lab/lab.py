@@ -47,7 +47,7 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _check_sysctls(values: Mapping[str, object]) -> Dict[str, str]:
+def check_host_sysctls(values: Mapping[str, object]) -> Dict[str, str]:
     out = {}
     for key, value in values.items():
         if not isinstance(key, str) or not key.startswith("net.") or not all(
@@ -88,7 +88,7 @@ class Lab:
         check_lab_name(name)
         topology = canonical_topology(topology)  # a topology file: its absolute path is kept
         topo = build_topology(topology, params or {})
-        sysctls = _check_sysctls(host_sysctls or {})
+        sysctls = check_host_sysctls(host_sysctls or {})
         scale = check_scale(scale)
         backends.check_name(backend)
         make_plan(topo, name, addressing.check_syntax(block) if block else VALIDATION_BLOCK,
@@ -111,6 +111,13 @@ class Lab:
             "backend": delay_backend.name, "host_sysctls": sysctls, "scale": scale,
             "plan": plan.to_dict(), "procs": [],
         }
+        return cls._build(name, plan, doc, delay_backend, sysctls, scale, seed)
+
+    @classmethod
+    def _build(cls, name: str, plan: LabPlan, doc: dict, delay_backend, sysctls: Mapping[str, str],
+               scale: float, seed: int, hosts_file: bool = True) -> "Lab":
+        """Claim the name (state written first), build ``plan``, shape it; all or nothing."""
+        block = plan.block
         lab_dir = state.create_lab_dir(name, doc)
         lab = cls(name, doc)
         records: List[procs.ProcRecord] = []
@@ -129,7 +136,8 @@ class Lab:
             build.create_links(plan)
             build.configure_nodes(plan, host_gso_max_bytes(_slowest_rate_bps(plan, scale), _min_mtu(plan)))
             _shape(plan, delay_backend, scale)
-            hostsfile.install(plan, lab_dir)  # names resolve with 'ip netns exec' (testbed exec)
+            if hosts_file:
+                hostsfile.install(plan, lab_dir)  # names resolve with 'ip netns exec' (testbed exec)
             if delay_backend.name == "userspace":
                 delay_backend.start(plan, lab_dir, records, seed=seed)
             doc["ready_after_s"] = round(build.wait_ready(plan), 3)
@@ -145,6 +153,33 @@ class Lab:
         doc["procs"] = [r.to_dict() for r in records]
         state.write_state(name, doc)
         return lab
+
+    @classmethod
+    def create_slice(cls, slice_doc: Mapping, machine: str, backend: str = "auto",
+                     host_sysctls: Optional[Mapping[str, object]] = None, scale: float = 1.0,
+                     seed: int = 0) -> "Lab":
+        """Build one machine's slice of a lab across machines (testbed.cluster.slicing).
+
+        The same build as :meth:`create`, on a plan that holds only this
+        machine's nodes and halves of the links that cross to other machines;
+        its state says ``slice`` so its teardown removes only its own
+        namespaces (stand-ins on one box share ``/run/netns``).
+        """
+        plan = LabPlan.from_dict(slice_doc)
+        name = check_lab_name(plan.lab)
+        sysctls = check_host_sysctls(host_sysctls or {})
+        scale = check_scale(scale)
+        backends.check_name(backend)
+        require_root()
+        delay_backend = backends.select(backend)
+        doc = {
+            "lab": name, "status": "creating", "created_at": _now(), "owner": None,
+            "creator": {"pid": os.getpid(), "start": procs.start_time(os.getpid())},
+            "slice": {"machine": machine, "namespaces": build.all_namespaces(plan)},
+            "topology": None, "params": {}, "block": plan.block, "backend": delay_backend.name,
+            "host_sysctls": sysctls, "scale": scale, "plan": plan.to_dict(), "procs": [],
+        }
+        return cls._build(name, plan, doc, delay_backend, sysctls, scale, seed, hosts_file=False)
 
     @classmethod
     def attach(cls, name: str) -> "Lab":
@@ -183,8 +218,14 @@ class Lab:
         if info is None:
             raise InputError("host", f"lab {self.name!r} has no node {name!r} "
                              f"(nodes: {', '.join(self.node_names())})")
+        remote, machine = (), None
+        if self.doc.get("cluster"):  # a lab across machines: the node's machine, over ssh
+            from testbed.cluster.control import node_remote
+
+            remote, machine = node_remote(self.doc["cluster"], name)
         return Node(name=name, netns=info["netns"], ip=info["ip"], role=info["role"],
-                    site=info["site"], intfs=tuple(i["name"] for i in info["intfs"]))
+                    site=info["site"], intfs=tuple(i["name"] for i in info["intfs"]),
+                    remote=remote, machine=machine)
 
     def hosts(self) -> List[Node]:
         return [self.node(n) for n in self.node_names()
@@ -197,13 +238,22 @@ class Lab:
         return [procs.ProcRecord(**r) for r in self.doc.get("procs", [])]
 
     def check(self) -> None:
-        """Raise DelayLineDied if a delay line of this lab is gone."""
+        """Raise DelayLineDied if a delay line of this lab is gone.
+
+        Across machines: MachineError naming a machine that is gone or whose
+        slice broke (testbed.cluster.control.check_machines).
+        """
+        if self.doc.get("cluster"):
+            from testbed.cluster.control import check_machines
+
+            check_machines(self.name, self.doc["cluster"], self.doc.get("procs", []))
+            return
         check_alive(self.proc_records())
 
     def delay_line_stats(self) -> List[dict]:
         """Every delay line's stats, current: live lines write them on request first."""
         out = []
-        for rec in self.proc_records():
+        for rec in self.proc_records():  # across machines: the lines live there, not here
             if rec.kind == "delayline":
                 doc = read_stats(rec, fresh=True)
                 doc["netns"] = rec.netns
@@ -269,6 +319,8 @@ def _shape(plan: LabPlan, delay_backend, scale: float = 1.0) -> None:
         if not link.wire:
             continue
         rtt_ms = link.spec.forward.delay_ms + link.spec.reverse.delay_ms
+        if link.tunnel:  # half of a link across machines: queues sized for the whole link
+            rtt_ms = float(link.tunnel.get("rtt_ms", rtt_ms))
         with build.open_ns(link.wire) as ns:
             for port, configured in ((WIRE_PORT_B, link.spec.forward), (WIRE_PORT_A, link.spec.reverse)):
                 profile = scaled_profile(configured, scale)

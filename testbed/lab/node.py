@@ -7,6 +7,7 @@ exit code; nothing is ever built as a shell string.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -26,10 +27,17 @@ class Node:
     role: str = "host"  # "host", "router" or "switch"
     site: Optional[str] = None
     intfs: tuple = field(default_factory=tuple)  # interface names, in order
+    # a node on another machine (a lab across machines): the ssh argv up to the
+    # remote command (testbed.cluster.ssh); () for a node on this machine
+    remote: tuple = ()
+    machine: Optional[str] = None
 
     def argv(self, argv: Sequence[str]) -> list:
-        """The argv that runs ``argv`` inside this node's namespace."""
-        return ["ip", "netns", "exec", self.netns, *argv]
+        """The argv that runs ``argv`` inside this node's namespace (over ssh if it is remote)."""
+        local = ["ip", "netns", "exec", self.netns, *argv]
+        if self.remote:
+            return [*self.remote, shlex.join(local)]
+        return local
 
     def run(
         self,

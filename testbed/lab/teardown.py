@@ -90,18 +90,35 @@ def _kill_pids(pids: List[int]) -> None:
 def teardown(lab: str) -> dict:
     """Remove everything of ``lab``; returns what was removed."""
     doc = state.read_state(lab) or {}
+    reached = None
+    if doc.get("cluster"):  # a lab across machines: every machine removes its slice first
+        from testbed.cluster.control import down_machines
+
+        reached = down_machines(lab, doc["cluster"])
     records = [procs.ProcRecord(**r) for r in doc.get("procs", [])]
     for rec in records:
         procs.stop(rec)
     names = lab_namespaces(lab)
+    if doc.get("slice"):
+        # one machine's slice: only its own namespaces (one-box stand-ins share /run/netns)
+        own = set(doc["slice"].get("namespaces", []))
+        names = [n for n in names if n in own]
     strays = pids_in_namespaces(names)
     _kill_pids(list(strays))
     for name in names:
         build.remove_namespace(name)
     guard.remove(lab, doc.get("block"))
-    hostsfile.remove(lab)
+    if not doc.get("slice"):
+        hostsfile.remove(lab)
+    if doc.get("cluster"):
+        from testbed.cluster.control import forget_machines
+
+        forget_machines(lab, doc["cluster"])
     state.remove_lab_dir(lab)
-    return {"lab": lab, "namespaces": len(names), "processes": len(records) + len(strays)}
+    out = {"lab": lab, "namespaces": len(names), "processes": len(records) + len(strays)}
+    if reached is not None:
+        out["machines"] = reached
+    return out
 
 
 def orphan_labs() -> List[str]:
