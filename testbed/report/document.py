@@ -150,6 +150,39 @@ def _links(variants: List[Dict[str, Any]]) -> List[str]:
                    rows), ""]
 
 
+def _placement(variants: List[Dict[str, Any]]) -> List[str]:
+    """A lab across machines: which machine ran which nodes, and each underlay as measured."""
+    rows, under = [], []
+    for variant in variants:
+        lab = variant.get("lab") or {}
+        placement = lab.get("placement") or {}
+        if not placement:
+            continue
+        by_machine: Dict[str, List[str]] = {}
+        for node, machine in sorted(placement.items()):
+            by_machine.setdefault(str(machine), []).append(str(node))
+        machines = {m.get("name"): m for m in lab.get("machines") or [] if isinstance(m, dict)}
+        for machine, nodes in by_machine.items():
+            info = machines.get(machine) or {}
+            kind = "one-box stand-in" if info.get("standin") else "machine"
+            rows.append([cell(str(variant.get("name"))), cell(machine),
+                         cell(f"{info.get('address', MISSING)} ({kind})"), cell(", ".join(nodes))])
+        for name, info in machines.items():
+            for pair in info.get("underlay") or []:
+                if str(name) < str(pair.get("to")):
+                    under.append([cell(str(variant.get("name"))), cell(f"{name} - {pair.get('to')}"),
+                                  format_number(pair.get("mtu")), format_number(pair.get("rtt_ms")),
+                                  format_number(pair.get("tcp_mbps"))])
+    if not rows:
+        return []
+    out = ["## Placement across machines", "",
+           *table(["Variant", "Machine", "Address", "Nodes"], rows), ""]
+    if under:
+        out += ["Underlay between the machines, measured before each variant:", "",
+                *table(["Variant", "Machines", "MTU", "RTT (ms)", "TCP (Mbit/s)"], under), ""]
+    return out
+
+
 def _header(results: Dict[str, Any]) -> List[str]:
     env = results.get("environment") or {}
     config = results.get("scenario_config") or {}
@@ -276,6 +309,7 @@ def render_report(
         lines += ["No variant produced results.", ""]
     else:
         lines += _links(variants)
+        lines += _placement(variants)
         lines += _metric_tables(variants)
         for step in STEPS.values():  # each step kind's own section (testbed.steps.registry)
             if step.report_section is not None:
