@@ -67,8 +67,9 @@ def _validate(tmp_path: Path, vagrant_dir: Path = ROOT,
 
 @needs_vagrant
 @pytest.mark.parametrize("env", [{}, {"TESTBED_BIG_LAB": "1"}, {"TESTBED_SYNC_TYPE": "virtualbox"},
-                                 {"TESTBED_VM_CPUS": "4", "TESTBED_VM_MEMORY_MB": "8192"}],
-                         ids=["default", "big-lab", "virtualbox-share", "sized"])
+                                 {"TESTBED_VM_CPUS": "4", "TESTBED_VM_MEMORY_MB": "8192"},
+                                 {"TESTBED_MACHINES": "3"}],
+                         ids=["default", "big-lab", "virtualbox-share", "sized", "three-machines"])
 def test_vagrant_validate(tmp_path, env):
     dotdir_before = (ROOT / ".vagrant").exists()
     proc = _validate(tmp_path, env=env)
@@ -76,6 +77,8 @@ def test_vagrant_validate(tmp_path, env):
     assert "validated successfully" in proc.stdout
     if env.get("TESTBED_BIG_LAB"):
         assert "big:" in proc.stdout  # the second machine is defined and validated
+    if env.get("TESTBED_MACHINES"):
+        assert all(f"m{i}:" in proc.stdout for i in (1, 2, 3)), proc.stdout
     assert (ROOT / ".vagrant").exists() == dotdir_before, "vagrant wrote .vagrant/ into the checkout"
 
 
@@ -84,6 +87,8 @@ def test_vagrant_validate(tmp_path, env):
     ({"TESTBED_VM_CPUS": "1"}, "TESTBED_VM_CPUS"),
     ({"TESTBED_VM_MEMORY_MB": "lots"}, "TESTBED_VM_MEMORY_MB"),
     ({"TESTBED_BIG_LAB": "1", "TESTBED_BIG_MEMORY_MB": "1024"}, "TESTBED_BIG_MEMORY_MB"),
+    ({"TESTBED_MACHINES": "1"}, "TESTBED_MACHINES"),
+    ({"TESTBED_MACHINES": "99"}, "TESTBED_MACHINES"),
 ])
 def test_vagrant_refuses_a_too_small_vm(tmp_path, env, message):
     proc = _validate(tmp_path, env=env)
@@ -155,3 +160,17 @@ def test_post_up_message_says_how_to_run_the_flagship():
     assert body, "no post_up_message helper"
     rendered = (body.group(1).replace('#{ssh}', "vagrant ssh").replace("#{repo}", "/vagrant"))
     assert FLAGSHIP_IN_VM in rendered
+
+
+def test_multi_machine_mode_documents_the_across_machines_command():
+    text = _text()
+    assert "TESTBED_MACHINES=3 vagrant up" in text
+    command = re.search(r"vagrant ssh m1 -c '(.*?)'", text, re.S)
+    assert command, "no documented command run on m1"
+    body = command.group(1)
+    assert "testbed run across-machines" in body
+    for i in (1, 2, 3):
+        assert f"machines.m{i}=root@192.168.56.{10 + i}" in body
+    # one VM per site on a private network, root ssh between them with a shared key
+    assert 'vm.network "private_network"' in text and "authorized_keys" in text
+    assert "StrictHostKeyChecking accept-new" in text
