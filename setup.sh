@@ -19,7 +19,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(mininet iperf3 iputils-ping iptables bridge-utils iproute2 ethtool tcpdump
-          libnetfilter-queue-dev libnfnetlink-dev gcc python3-dev python3-venv kmod procps)
+          libnetfilter-queue-dev libnfnetlink-dev gcc python3-dev python3-venv kmod procps
+          openssh-server openssh-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
