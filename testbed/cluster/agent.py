@@ -2,7 +2,6 @@
 
     build --lab LAB --machine M   read {"slice", "backend", "host_sysctls", "scale", "seed"}
                                   on stdin, build the slice, answer its readiness
-    check --lab LAB --machine M   the slice's namespaces and delay lines are all there
     down  --lab LAB --machine M   remove the slice (only its own namespaces)
 
 The state directory comes from ``TESTBED_STATE_DIR`` (the coordinator gives
@@ -29,27 +28,10 @@ def _build(args) -> dict:
     payload = json.loads(sys.stdin.read())
     lab = Lab.create_slice(payload["slice"], args.machine, backend=payload.get("backend", "auto"),
                            host_sysctls=payload.get("host_sysctls"), scale=payload.get("scale", 1.0),
-                           seed=payload.get("seed", 0))
+                           seed=payload.get("seed", 0), guard_allow=payload.get("guard_allow"))
     return {"machine": args.machine, "lab": lab.name, "status": lab.doc["status"],
             "backend": lab.backend, "ready_after_s": lab.doc.get("ready_after_s"),
             "namespaces": lab.doc["slice"]["namespaces"], "procs": lab.doc["procs"]}
-
-
-def _check(args) -> dict:
-    from testbed.lab import state
-    from testbed.lab.lab import Lab
-    from testbed.lab.teardown import lab_namespaces
-
-    doc = state.read_state(args.lab)
-    if not doc:
-        raise TestbedError(f"no slice of lab {args.lab} here")
-    lab = Lab(args.lab, doc)
-    present = set(lab_namespaces(args.lab))
-    missing = [n for n in doc["slice"]["namespaces"] if n not in present]
-    if missing:
-        raise TestbedError(f"namespaces gone: {', '.join(missing[:4])}")
-    lab.check()  # DelayLineDied names the line
-    return {"machine": args.machine, "lab": args.lab, "healthy": True}
 
 
 def _down(args) -> dict:
@@ -63,7 +45,7 @@ def _down(args) -> dict:
     return {"machine": args.machine, **teardown(args.lab)}
 
 
-VERBS = {"build": _build, "check": _check, "down": _down}
+VERBS = {"build": _build, "down": _down}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

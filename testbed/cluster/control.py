@@ -26,7 +26,7 @@ from testbed.cluster.ssh import Ssh
 from testbed.errors import MachineError, TestbedError
 
 __all__ = ["machines_of", "ssh_for", "agent_argv", "call_agent", "down_machines", "forget_machines",
-           "BUILD_TIMEOUT_S", "node_remote", "check_machines", "checks"]
+           "BUILD_TIMEOUT_S", "node_remote", "check_machines"]
 
 BUILD_TIMEOUT_S = 120.0
 DOWN_TIMEOUT_S = 60.0
@@ -84,6 +84,9 @@ def forget_machines(lab: str, cluster: Mapping) -> None:
     Stand-ins share this machine's filesystem, so their slices' state
     directories are removed here too (a stand-in that died cannot).
     """
+    control_dir = cluster.get("control_dir")
+    if control_dir and Path(control_dir).name.startswith("tb-ssh-"):
+        shutil.rmtree(control_dir, ignore_errors=True)  # its sockets: the masters were told to exit
     onebox = cluster.get("onebox")
     if not onebox:
         return
@@ -104,12 +107,6 @@ def _rmdir_empty(path: Path) -> None:
         pass  # not empty (another lab's slice) or already gone
 
 
-def checks(lab: str, cluster: Mapping, names: Sequence[str]) -> Dict[str, dict]:
-    """The agent's ``check`` on each named machine (raises on the first that fails)."""
-    by_name = {m.name: m for m in machines_of(cluster)}
-    return {n: call_agent(by_name[n], cluster, "check", lab) for n in names}
-
-
 def node_remote(cluster: Mapping, node: str) -> Tuple[tuple, str]:
     """(ssh argv up to the remote command, machine name) for a node of the lab."""
     machine_name = cluster["placement"][node]
@@ -117,17 +114,39 @@ def node_remote(cluster: Mapping, node: str) -> Tuple[tuple, str]:
     return tuple(ssh_for(machine, cluster).prefix()), machine_name
 
 
-CHECK_EVERY_S = 2.0  # a fresh ssh connection per machine costs a handshake: not on every poll
+CHECK_EVERY_S = 2.0  # one shared-connection command per machine, not on every poll
 _last_check: Dict[str, float] = {}
+
+
+def _slice_problem(ssh: Ssh, ready: Mapping) -> str:
+    """Why a machine's slice no longer works ("" while it does): a namespace or a delay line gone."""
+    listing = ssh.run(["ls", "-1", "/run/netns"], timeout_s=CHECK_TIMEOUT_S).stdout.split()
+    missing = [n for n in ready.get("namespaces", []) if n not in listing]
+    if missing:
+        return f"its slice's namespaces are gone: {', '.join(missing[:4])}"
+    lines = ready.get("delay_lines", [])
+    if lines:
+        proc = ssh.run(["cat", *[f"/proc/{p['pid']}/stat" for p in lines]], timeout_s=CHECK_TIMEOUT_S,
+                       check=False)
+        alive = set()
+        for text in proc.stdout.splitlines():
+            pid, _, rest = text.partition(" (")
+            fields = rest.rpartition(") ")[2].split()
+            if pid.isdigit() and len(fields) > 19:
+                alive.add((int(pid), int(fields[19])))  # field 22 (start time) from field 3 on
+        dead = [p for p in lines if (int(p["pid"]), int(p["start"])) not in alive]
+        if dead:
+            return "delay line died: " + ", ".join(f"{p['netns']} (pid {p['pid']})" for p in dead)
+    return ""
 
 
 def check_machines(lab: str, cluster: Mapping, procs_docs: Sequence[Mapping] = ()) -> None:
     """MachineError naming the first machine that is gone or whose slice broke.
 
-    Cheap local checks every call (a one-box stand-in's namespace and sshd);
-    every ``CHECK_EVERY_S`` a fresh ssh connection to each machine (its sshd
-    still answers: shared connections outlive a killed sshd) and the agent's
-    ``check`` of its slice (namespaces there, delay lines alive).
+    Every call, locally: a one-box stand-in's namespace and its sshd. Every
+    ``CHECK_EVERY_S``, on each machine over its shared connection: its slice's
+    namespaces and delay lines (a machine that died takes that connection
+    down with it: ssh says so with exit 255).
     """
     from testbed.cluster.standin import standin_alive
     from testbed.lab.procs import ProcRecord
@@ -142,7 +161,10 @@ def check_machines(lab: str, cluster: Mapping, procs_docs: Sequence[Mapping] = (
     now = time.monotonic()
     if now - _last_check.get(lab, 0.0) < CHECK_EVERY_S:
         return
+    ready = cluster.get("ready") or {}
     for machine in machines:
-        ssh_for(machine, cluster).probe()
-        call_agent(machine, cluster, "check", lab)
+        if machine.name in ready:
+            why = _slice_problem(ssh_for(machine, cluster), ready[machine.name])
+            if why:
+                raise MachineError(machine.name, why)
     _last_check[lab] = time.monotonic()

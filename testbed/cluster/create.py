@@ -118,7 +118,10 @@ def create_cluster_lab(
     try:
         guard.install(name, block)
         if onebox:
-            found, onebox_doc = standin.create_standins(name, names, block, list(plan.segments.values()), records)
+            cluster["onebox"] = {"workdir": standin.make_workdir(name)}  # recorded before it fills
+            state.write_state(name, doc)
+            found, onebox_doc = standin.create_standins(name, names, block, list(plan.segments.values()),
+                                                        records, cluster["onebox"]["workdir"])
             doc["procs"] = [r.to_dict() for r in records]
             cluster.update(machines=[m.to_dict() for m in found], onebox=onebox_doc,
                            known_hosts=onebox_doc["known_hosts"],
@@ -152,7 +155,8 @@ def _build_slices(name, plan, where, cluster, backend_name, sysctls, scale, seed
 
     def build(machine: Machine) -> dict:
         payload = {"slice": slices[machine.name], "backend": backend_name, "host_sysctls": sysctls,
-                   "scale": scale, "seed": seed}
+                   "scale": scale, "seed": seed,
+                   "guard_allow": (cluster.get("onebox") or {}).get("subnet")}
         return control.call_agent(machine, cluster, "build", name, payload, timeout_s=control.BUILD_TIMEOUT_S)
 
     todo = [m for m in machines if m.name in slices]
@@ -167,6 +171,6 @@ def _build_slices(name, plan, where, cluster, backend_name, sysctls, scale, seed
                 first_error = first_error or exc
     if first_error is not None:
         raise first_error
-    return {n: {"ready_after_s": a.get("ready_after_s"), "namespaces": len(a.get("namespaces", [])),
-                "delay_lines": sum(1 for p in a.get("procs", []) if p.get("kind") == "delayline")}
+    return {n: {"ready_after_s": a.get("ready_after_s"), "namespaces": a.get("namespaces", []),
+                "delay_lines": [p for p in a.get("procs", []) if p.get("kind") == "delayline"]}
             for n, a in answers.items()}

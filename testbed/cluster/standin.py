@@ -37,7 +37,7 @@ from testbed.lab.nssocket import create_netns, ifindex
 from testbed.readiness import wait_until
 
 __all__ = ["UNDERLAY_MTU_BYTES", "SSHD", "standin_netns", "underlay_netns", "underlay_subnet",
-           "create_standins", "standin_alive"]
+           "create_standins", "standin_alive", "make_workdir"]
 
 SSHD = "/usr/sbin/sshd"
 UNDERLAY_MTU_BYTES = 9216  # a jumbo-frame underlay: a 9000-byte link plus VXLAN fits
@@ -151,15 +151,20 @@ def standin_alive(machine: Machine, sshd: procs.ProcRecord) -> str:
     return ""
 
 
+def make_workdir(lab: str) -> str:
+    """The run's own folder for the stand-ins' keys, configs and logs (mode 0700)."""
+    return tempfile.mkdtemp(prefix=f"tb-{lab}-onebox-")
+
+
 def create_standins(lab: str, names: Sequence[str], block: str, segments: Sequence[str],
-                    records: List[procs.ProcRecord]) -> Tuple[List[Machine], dict]:
+                    records: List[procs.ProcRecord], workdir: str) -> Tuple[List[Machine], dict]:
     """Make the stand-ins and wait until each one's sshd answers; (machines, onebox doc).
 
     Each sshd is appended to ``records`` as soon as it runs, so a failure
     half-way leaves the caller every pid to stop.
     """
     subnet = underlay_subnet(block, segments)
-    workdir = Path(tempfile.mkdtemp(prefix=f"tb-{lab}-onebox-"))
+    workdir = Path(workdir)
     onebox = {"workdir": str(workdir), "underlay": underlay_netns(lab), "subnet": str(subnet),
               "underlay_mtu": UNDERLAY_MTU_BYTES, "sshd": {}}
     _keygen(workdir / "client_key", f"testbed-{lab}")

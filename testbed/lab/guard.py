@@ -25,9 +25,17 @@ def _iptables(args: List[str], check: bool = True) -> subprocess.CompletedProces
     return kernel_cmd(["iptables", "-w", "5", *args], check=check)
 
 
-def install(lab: str, block: str) -> None:
+def install(lab: str, block: str, allow: Optional[str] = None) -> None:
+    """The chain and its jumps; ``allow`` is a subnet of the block this namespace may reach.
+
+    (``allow``: a one-box stand-in machine's underlay, which is carved from
+    the lab's own block -- testbed.cluster.standin.)
+    """
     chain = guard_chain(lab)
     _iptables(["-N", chain])
+    if allow:
+        _iptables(["-A", chain, "-d", allow, "-m", "comment", "--comment",
+                   f"testbed lab {lab}: this machine's underlay", "-j", "RETURN"])
     _iptables(["-A", chain, "-d", block, "-m", "comment", "--comment",
                f"testbed lab {lab}: traffic to the lab from outside it", "-j", "DROP"])
     for hook in HOOKS:
@@ -56,7 +64,7 @@ def dropped(lab: str) -> Optional[int]:
     total = 0
     for line in proc.stdout.splitlines()[2:]:
         fields = line.split()
-        if fields and fields[0].isdigit():
+        if len(fields) > 2 and fields[0].isdigit() and fields[2] == "DROP":
             total += int(fields[0])
     return total
 

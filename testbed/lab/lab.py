@@ -115,14 +115,14 @@ class Lab:
 
     @classmethod
     def _build(cls, name: str, plan: LabPlan, doc: dict, delay_backend, sysctls: Mapping[str, str],
-               scale: float, seed: int, hosts_file: bool = True) -> "Lab":
+               scale: float, seed: int, hosts_file: bool = True, guard_allow: Optional[str] = None) -> "Lab":
         """Claim the name (state written first), build ``plan``, shape it; all or nothing."""
         block = plan.block
         lab_dir = state.create_lab_dir(name, doc)
         lab = cls(name, doc)
         records: List[procs.ProcRecord] = []
         try:
-            guard.install(name, block)
+            guard.install(name, block, allow=guard_allow)
             build.create_namespaces(plan)
             # sysctls before any interface exists: with IPv6 still on, every
             # port coming up would send router solicitations and MLD reports,
@@ -157,13 +157,15 @@ class Lab:
     @classmethod
     def create_slice(cls, slice_doc: Mapping, machine: str, backend: str = "auto",
                      host_sysctls: Optional[Mapping[str, object]] = None, scale: float = 1.0,
-                     seed: int = 0) -> "Lab":
+                     seed: int = 0, guard_allow: Optional[str] = None) -> "Lab":
         """Build one machine's slice of a lab across machines (testbed.cluster.slicing).
 
         The same build as :meth:`create`, on a plan that holds only this
         machine's nodes and halves of the links that cross to other machines;
         its state says ``slice`` so its teardown removes only its own
         namespaces (stand-ins on one box share ``/run/netns``).
+        ``guard_allow``: the underlay subnet when it lies in the lab's block
+        (one-box stand-ins), which this machine's guard must let through.
         """
         plan = LabPlan.from_dict(slice_doc)
         name = check_lab_name(plan.lab)
@@ -179,7 +181,8 @@ class Lab:
             "topology": None, "params": {}, "block": plan.block, "backend": delay_backend.name,
             "host_sysctls": sysctls, "scale": scale, "plan": plan.to_dict(), "procs": [],
         }
-        return cls._build(name, plan, doc, delay_backend, sysctls, scale, seed, hosts_file=False)
+        return cls._build(name, plan, doc, delay_backend, sysctls, scale, seed, hosts_file=False,
+                          guard_allow=guard_allow)
 
     @classmethod
     def attach(cls, name: str) -> "Lab":

@@ -112,6 +112,10 @@ class IperfServer:
         if self.proc is None:
             return False
         proc = self.node.run(["ss", "-Hltnp", f"sport = :{self.port}"], timeout_s=5.0)
+        if getattr(self.node, "remote", ()):
+            # on another machine (over ssh) our pid is ssh's, not the server's; the
+            # namespace is the lab's own, so a listener on the port is ours
+            return "iperf3" in proc.stdout
         return f"pid={self.proc.pid}," in proc.stdout
 
     def _died(self) -> ToolError:
