@@ -9,13 +9,17 @@ Mininet's ``-tt`` (a terminal would mangle tools' output) and agent
 forwarding (no credentials leave this machine).
 
 The remote command is one argv list, quoted with :func:`shlex.join` (ssh
-hands the remote side a single command line). A one-box stand-in is reached
+hands the remote side a single command line). The shared connection is
+started on its own first (``ssh -N -f``, stdio on /dev/null); commands then
+use it with ``ControlMaster=no`` (never ``auto``: a master born inside a
+command keeps that command's stderr open while it persists). A one-box stand-in is reached
 from its control namespace (``via_netns``): ssh then runs under ``nsenter
 --net``, and that is the only difference from a real machine.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -28,7 +32,7 @@ __all__ = ["Ssh", "ssh_base", "SSH_UNREACHABLE"]
 
 SSH_UNREACHABLE = 255  # ssh's own exit code for "could not connect / connection lost"
 CONNECT_TIMEOUT_S = 5
-PERSIST_S = 120
+PERSIST_S = 600
 
 
 def ssh_base() -> List[str]:
@@ -59,13 +63,23 @@ class Ssh:
         self.control_dir = control_dir
         self.known_hosts = known_hosts
 
-    def options(self, shared: bool = True) -> List[str]:
+    @property
+    def socket(self) -> str:
+        """The shared connection's control socket (one per machine)."""
+        return f"{self.control_dir}/{self.machine.name}"
+
+    def options(self, mode: str = "shared") -> List[str]:
+        """``mode``: "shared" (use the master if it is there), "master" (become it), "fresh"."""
         m = self.machine
         opts = ["-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", "-o", "ServerAliveInterval=2",
                 "-o", "ServerAliveCountMax=3", "-p", str(m.port)]
-        if shared:
-            opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C",
+        if mode == "master":
+            opts += ["-o", "ControlMaster=yes", "-o", f"ControlPath={self.socket}",
                      "-o", f"ControlPersist={PERSIST_S}"]
+        elif mode == "shared":
+            # never "auto": a master born inside a command would keep that
+            # command's stderr pipe open for as long as it persists
+            opts += ["-o", "ControlMaster=no", "-o", f"ControlPath={self.socket}"]
         else:
             opts += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
         if m.key:
@@ -75,18 +89,39 @@ class Ssh:
                      "-o", "GlobalKnownHostsFile=/dev/null"]
         return opts
 
+    def _via(self) -> List[str]:
+        return ["nsenter", f"--net=/run/netns/{self.machine.via_netns}"] if self.machine.via_netns else []
+
     def prefix(self, shared: bool = True) -> List[str]:
         """The argv up to and including the destination and ``--``."""
-        via = ["nsenter", f"--net=/run/netns/{self.machine.via_netns}"] if self.machine.via_netns else []
-        return [*via, *ssh_base(), *self.options(shared), self.machine.destination, "--"]
+        return [*self._via(), *ssh_base(), *self.options("shared" if shared else "fresh"),
+                self.machine.destination, "--"]
 
     def argv(self, remote: Sequence[str], shared: bool = True) -> List[str]:
         return [*self.prefix(shared), shlex.join(list(remote))]
 
+    def open(self, timeout_s: float = 30.0) -> None:
+        """Start the shared connection (ssh -N -f: it backgrounds once authenticated), if not up."""
+        if os.path.exists(self.socket):
+            return
+        Path(self.control_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        argv = [*self._via(), *ssh_base(), *self.options("master"), "-N", "-f", self.machine.destination]
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            raise MachineError(self.machine.name, f"no ssh connection to {self.machine.destination} "
+                               f"within {timeout_s:g} s") from exc
+        if proc.returncode != 0:
+            err = (proc.stderr or "").strip().splitlines()
+            raise MachineError(self.machine.name, f"unreachable over ssh ({self.machine.destination}"
+                               f"{': ' + err[-1] if err else ''})")
+
     def run(self, remote: Sequence[str], timeout_s: float, input_text: Optional[str] = None,
             check: bool = True, shared: bool = True) -> subprocess.CompletedProcess:
         """Run ``remote`` (an argv list) on the machine; MachineError names it on failure."""
-        Path(self.control_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        if shared:
+            self.open()
         try:
             proc = subprocess.run(self.argv(remote, shared), capture_output=True, text=True,
                                   timeout=timeout_s, input=input_text, stdin=None if input_text is not None
@@ -110,7 +145,9 @@ class Ssh:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Ask the shared connection's master to exit (nothing if there is none)."""
-        argv = [*self.prefix()[:-2], "-O", "exit", self.machine.destination]
+        if not os.path.exists(self.socket):
+            return
+        argv = [*self._via(), *ssh_base(), *self.options("shared"), "-O", "exit", self.machine.destination]
         try:
             subprocess.run(argv, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:

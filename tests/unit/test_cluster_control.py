@@ -32,10 +32,13 @@ def test_ssh_uses_mininet_clusters_batch_mode_and_connection_sharing():
     base = ssh_base()
     assert base[0] == "ssh" and "BatchMode=yes" in base and "BatchMode=yes" in RemoteMixin.sshbase
     assert "-tt" not in base and not any("ForwardAgent" in item for item in base)
-    argv = Ssh(Machine("m1", "192.0.2.10", key="/k/id"), "/tmp/ctl").argv(["echo", "a b", "$HOME;x"])
-    assert _opts(argv, "ControlMaster") == ["ControlMaster=auto"]
-    assert _opts(argv, "ControlPath") == ["ControlPath=/tmp/ctl/%C"]
-    assert _opts(argv, "ControlPersist")
+    ssh = Ssh(Machine("m1", "192.0.2.10", key="/k/id"), "/tmp/ctl")
+    master = ssh.options("master")
+    assert _opts(master, "ControlMaster") == ["ControlMaster=yes"] and _opts(master, "ControlPersist")
+    assert _opts(master, "ControlPath") == ["ControlPath=/tmp/ctl/m1"]
+    argv = ssh.argv(["echo", "a b", "$HOME;x"])
+    assert _opts(argv, "ControlMaster") == ["ControlMaster=no"]  # uses the master, never becomes one
+    assert _opts(argv, "ControlPath") == ["ControlPath=/tmp/ctl/m1"]
     assert argv[argv.index("-i") + 1] == "/k/id"
     assert argv[-3:-1] == ["root@192.0.2.10", "--"]
     assert shlex.split(argv[-1]) == ["echo", "a b", "$HOME;x"]  # one quoted command line
