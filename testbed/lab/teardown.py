@@ -124,6 +124,8 @@ def teardown(lab: str) -> dict:
 def orphan_labs() -> List[str]:
     """Labs with namespaces or a guard chain but no state directory."""
     known = set(state.lab_names())
+    # slices of labs across machines kept here (their coordinator is elsewhere, or is us)
+    known |= {p.name for p in state.state_dir().glob(".machines/*/*") if p.is_dir()}
     seen = {lab_of_netns(n) for n in build.list_namespaces() if n.startswith(NETNS_PREFIX)}
     seen |= {c[len("TB-"):] for c in guard.chains()}
     seen |= {lab_of_netns(n) for n in hostsfile.leftovers()}

@@ -88,3 +88,23 @@ def test_a_standin_dying_mid_run_fails_the_run_naming_it_and_clean_leaves_nothin
     assert doc["complete"] is False and any("machine m2" in e for e in doc["errors"]), doc["errors"]
     assert seen["clean"].returncode == 0, seen["clean"].stderr
     assert not seen["left"], seen["left"]
+
+
+def test_a_link_the_underlay_cannot_carry_is_refused_before_any_slice_is_built(ft, require_root):
+    # one-box underlay MTU 9216: a 9200-byte direct link needs 9250 with VXLAN
+    lab = "ft-mtu"
+    ft.remove_ft_lab(lab)
+    baseline = ft.root_state()
+    try:
+        proc = helpers.run_cmd([sys.executable, "-m", "testbed.cli", "up", "two-clouds", "--name", lab,
+                                "--set", "placement.cw=m1", "--set", "placement.gcp=m2",
+                                "--set", "direct.mtu=9200"], timeout_s=120, check=False,
+                               env=helpers.subprocess_env(), cwd=str(helpers.REPO_ROOT))
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert "raise the underlay MTU to 9250 or set the link's mtu to 9166" in proc.stderr, proc.stderr
+        assert not helpers.lab_netns_names(lab)
+        assert not (helpers.STATE_DIR / lab).exists()
+        assert not list((helpers.STATE_DIR / ".machines").glob(f"*/{lab}"))
+        assert not ft.root_changes(baseline, ft.root_state())
+    finally:
+        ft.remove_ft_lab(lab)
