@@ -84,8 +84,8 @@ class Ssh:
             opts += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
         if m.key:
             opts += ["-i", m.key, "-o", "IdentitiesOnly=yes"]
-        if self.known_hosts:
-            opts += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        if self.known_hosts:  # one-box: the stand-ins' own keys; this user's ssh config stays out
+            opts += ["-F", "none", "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
                      "-o", "GlobalKnownHostsFile=/dev/null"]
         return opts
 

@@ -107,7 +107,9 @@ def _underlay(lab: str, subnet: ipaddress.IPv4Network, names: Sequence[str]) -> 
     under = underlay_netns(lab)
     off = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
     create_netns(under)
-    set_sysctls(under, off)
+    # the underlay's frames need no iptables (nothing filters there)
+    set_sysctls(under, {**off, **({"net.bridge.bridge-nf-call-iptables": "0"}
+                                  if os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables") else {})})
     with open_ns(under) as ns:
         ns.link("set", ifname="lo", state="up")
         ns.link("add", ifname="br0", kind="bridge")

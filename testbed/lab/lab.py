@@ -266,8 +266,10 @@ class Lab:
 
     def status(self) -> dict:
         present = set(teardown.lab_namespaces(self.name))  # one listing, not one per node
+        cluster = self.doc.get("cluster")
+        local = not cluster or cluster.get("onebox")  # real machines keep their nodes there
         missing = [n["netns"] for n in self.doc["plan"]["nodes"].values()
-                   if n["netns"] not in present]
+                   if local and n["netns"] not in present]
         lines = self.delay_line_stats()
         return {
             "lab": self.name,
@@ -283,6 +285,7 @@ class Lab:
             "delay_lines": [{"netns": d["netns"], "alive": d["alive"],
                              "queues": len(d.get("queues", []))} for d in lines],
             "guard_dropped_packets": guard.dropped(self.name),
+            "machines": sorted(set(cluster["placement"].values())) if cluster else None,
             # a lab still being built (or whose build was cut short) is never healthy
             "healthy": self.doc.get("status") == "up" and not missing and all(d["alive"] for d in lines),
         }
