@@ -41,6 +41,7 @@ __all__ = ["UNDERLAY_MTU_BYTES", "SSHD", "standin_netns", "underlay_netns", "und
 
 SSHD = "/usr/sbin/sshd"
 UNDERLAY_MTU_BYTES = 9216  # a jumbo-frame underlay: a 9000-byte link plus VXLAN fits
+UNDERLAY_IF = "underlay0"  # the stand-in's interface on the underlay (no clash with any root name)
 KEYGEN_TIMEOUT_S = 30.0
 PRIVSEP_DIR = "/run/sshd"  # OpenSSH's privilege separation directory (the package's own)
 
@@ -121,12 +122,12 @@ def _underlay(lab: str, subnet: ipaddress.IPv4Network, names: Sequence[str]) -> 
         create_netns(standin)
         set_sysctls(standin, off)
         with open_ns(under) as ns:
-            ns.link("add", ifname=f"u-{name}", kind="veth", peer={"ifname": "eth0", "net_ns_fd": standin})
+            ns.link("add", ifname=f"u-{name}", kind="veth", peer={"ifname": UNDERLAY_IF, "net_ns_fd": standin})
             ns.link("set", ifname=f"u-{name}", mtu=UNDERLAY_MTU_BYTES, master=ifindex(ns, "br0"), state="up")
         with open_ns(standin) as ns:
             ns.link("set", ifname="lo", state="up")
-            ns.link("set", ifname="eth0", mtu=UNDERLAY_MTU_BYTES, state="up")
-            ns.addr("add", index=ifindex(ns, "eth0"), address=addresses[name], prefixlen=subnet.prefixlen)
+            ns.link("set", ifname=UNDERLAY_IF, mtu=UNDERLAY_MTU_BYTES, state="up")
+            ns.addr("add", index=ifindex(ns, UNDERLAY_IF), address=addresses[name], prefixlen=subnet.prefixlen)
     return addresses
 
 
