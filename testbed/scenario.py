@@ -379,6 +379,18 @@ def _check_machines(scenario: Scenario, source: Optional[str]) -> None:
                 raise InputError(f"placement.{site}", f"no machine {machine!r} (machines: {', '.join(names)})")
     except InputError as exc:
         raise InputError(exc.field, exc.message, source=source) from exc
+    if scenario.machines or scenario.placement:
+        for index in range(len(scenario.variants)):
+            for kind, _options in scenario.steps(index):
+                if kind in LOCAL_ONLY_STEPS:
+                    raise InputError(f"measure.{kind}", f"the {kind} step works inside namespaces from this "
+                                     "process and cannot run across machines (docs/scale-out.md#limits): "
+                                     "use ping, path, tcp, udp, steady", source=source)
+
+
+#: steps that open sockets or netlink inside the lab's namespaces from the runner's own
+#: process (or rely on its environment): they need every node on this machine
+LOCAL_ONLY_STEPS = ("collective", "training", "storage", "owd", "timeline")
 
 
 def _check_cost(value: Dict[str, Any], source: Optional[str]):

@@ -17,7 +17,7 @@ import json
 import sys
 from typing import List, Optional
 
-from testbed.errors import TestbedError
+from testbed.errors import InputError, TestbedError
 
 __all__ = ["main"]
 
@@ -25,8 +25,12 @@ __all__ = ["main"]
 def _build(args) -> dict:
     from testbed.lab.lab import Lab
 
-    payload = json.loads(sys.stdin.read())
-    lab = Lab.create_slice(payload["slice"], args.machine, backend=payload.get("backend", "auto"),
+    try:
+        payload = json.loads(sys.stdin.read())
+        slice_doc = payload["slice"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError("slice", f"the coordinator's slice is not readable: {exc}") from exc
+    lab = Lab.create_slice(slice_doc, args.machine, backend=payload.get("backend", "auto"),
                            host_sysctls=payload.get("host_sysctls"), scale=payload.get("scale", 1.0),
                            seed=payload.get("seed", 0), guard_allow=payload.get("guard_allow"))
     return {"machine": args.machine, "lab": lab.name, "status": lab.doc["status"],

@@ -127,3 +127,30 @@ def test_results_and_report_show_the_placement():
     assert "## Placement across machines" in text
     assert "cw-h1, cw-r1, cw-s1" in text and "gcp-h1, gcp-r1, gcp-s1" in text
     assert "m1 - m2" in text
+
+
+def test_the_agent_never_removes_by_name_what_it_has_no_slice_state_for(tmp_path, monkeypatch, capsys):
+    # one box: every stand-in sees every namespace in /run/netns; a 'down' for a lab
+    # this machine holds no slice of must remove nothing (not even look)
+    import json as _json
+
+    from testbed.cluster import agent
+    from testbed.lab import teardown
+
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(teardown, "teardown", lambda lab: (_ for _ in ()).throw(AssertionError("teardown")))
+    assert agent.main(["down", "--lab", "ghost", "--machine", "m1"]) == 0
+    answer = _json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert answer == {"machine": "m1", "lab": "ghost", "namespaces": 0, "processes": 0}
+
+
+def test_the_agent_answers_a_bad_slice_with_one_json_error(monkeypatch, capsys):
+    import io
+    import json as _json
+
+    from testbed.cluster import agent
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("not json"))
+    assert agent.main(["build", "--lab", "x1", "--machine", "m1"]) == 1
+    answer = _json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert answer["exit_code"] == 2 and "slice" in answer["error"]

@@ -183,3 +183,17 @@ def test_links_inside_one_machine_need_no_underlay():
     where = {n: "m1" for n in plan.nodes}
     check_underlay_mtu(plan, where, {("m1", "m2"): 576})
     assert cross_links(plan, where) == []
+
+
+def test_a_scenario_across_machines_refuses_steps_that_need_every_node_here():
+    from testbed.scenario import load_scenario
+    from testbed.runner import resolve_scenario
+
+    path = resolve_scenario("across-machines")
+    assert load_scenario(path, quick=True).placement == {"cw": "m1", "gcp": "m2"}
+    with pytest.raises(InputError) as err:
+        load_scenario(path, overrides=["measure.collective.op=allreduce"])
+    assert err.value.field == "measure.collective"
+    with pytest.raises(InputError) as err:
+        load_scenario(path, overrides=["machines.m1=root@192.0.2.10", "placement.cw=m9"])
+    assert err.value.field == "placement.cw"
