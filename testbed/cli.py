@@ -300,8 +300,19 @@ def _cmd_down(args) -> int:
     require_root()
     done = Lab.attach(args.lab).destroy()
     print(f"lab {args.lab} down: removed {done['namespaces']} namespaces, "
-          f"{done['processes']} processes")
+          f"{done['processes']} processes" + _machines_reached(done))
     return 0
+
+
+def _machines_reached(done: dict) -> str:
+    """Across machines: which machines removed their slice, and which could not be reached."""
+    machines = done.get("machines")
+    if not machines:
+        return ""
+    ok = [m["machine"] for m in machines if m.get("removed")]
+    bad = [f"{m['machine']} ({m.get('error')})" for m in machines if not m.get("removed")]
+    return (f"; slices removed on {', '.join(ok) or 'no machine'}"
+            + (f"; NOT reached: {'; '.join(bad)}" if bad else ""))
 
 
 def _cmd_clean(args) -> int:
@@ -321,7 +332,8 @@ def _cmd_clean(args) -> int:
         targets += teardown.orphan_labs()
     for lab in targets:
         done = teardown.teardown(lab)
-        print(f"removed lab {lab}: {done['namespaces']} namespaces, {done['processes']} processes")
+        print(f"removed lab {lab}: {done['namespaces']} namespaces, {done['processes']} processes"
+              + _machines_reached(done))
     if not targets:
         print("nothing to clean")
     return 0
