@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from testbed.cluster import control, slicing, standin, underlay
 from testbed.cluster.machines import Machine, node_machines, place_sites, sites_of
-from testbed.errors import InputError
 from testbed.lab import addressing, guard, procs, state, teardown
 from testbed.lab.lab import VALIDATION_BLOCK, Lab, check_host_sysctls, require_root
 from testbed.lab.naming import check_lab_name

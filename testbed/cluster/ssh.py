@@ -139,10 +139,6 @@ class Ssh:
                                f"{': ' + err[-1] if err else ''}")
         return proc
 
-    def probe(self, timeout_s: float = 10.0) -> None:
-        """A fresh connection (not the shared one): the machine's sshd still answers."""
-        self.run(["true"], timeout_s=timeout_s, shared=False)
-
     def close(self, timeout_s: float = 5.0) -> None:
         """Ask the shared connection's master to exit (nothing if there is none)."""
         if not os.path.exists(self.socket):

@@ -16,9 +16,8 @@ import itertools
 import json
 import statistics
 import subprocess
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
-from testbed.cluster.machines import Machine
 from testbed.cluster.ssh import Ssh
 from testbed.errors import MachineError, ToolError
 
@@ -94,13 +93,4 @@ def measure_underlay(sshs: Sequence[Ssh], throughput: bool = True) -> List[dict]
             out.append({"a": a.machine.name, "b": b.machine.name,
                         "mtu": min(path_mtu(a, b.machine.address), path_mtu(b, a.machine.address)),
                         "rtt_ms": _rtt_ms(a, b.machine.address), "tcp_mbps": None})
-    return out
-
-
-def pair_table(pairs: Sequence[Mapping]) -> Dict[Tuple[str, str], dict]:
-    """(a, b) and (b, a) -> the pair's figures."""
-    out: Dict[Tuple[str, str], dict] = {}
-    for p in pairs:
-        out[(p["a"], p["b"])] = dict(p)
-        out[(p["b"], p["a"])] = dict(p)
     return out
