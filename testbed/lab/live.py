@@ -177,6 +177,10 @@ def apply_set(name: str, items: Sequence[str]) -> List[SetChange]:
         lab = Lab.attach(name)  # re-read under the lock: another set may have run
         if lab.doc.get("status") != "up":
             raise InputError("lab", f"lab {name!r} is {lab.doc.get('status')!r}, not up")
+        if lab.doc.get("cluster"):
+            raise InputError("lab", f"lab {name!r} runs across machines: 'testbed set' changes wires "
+                             "on this machine only (docs/scale-out.md#limits); bring it up again with "
+                             "the new profile")
         plan = lab.plan
         ctl = EventController(lab, plan)
         ctl.profiles.update(in_force(lab.doc, plan))
