@@ -22,8 +22,9 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import threading
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from testbed.cluster.machines import Machine
 from testbed.errors import MachineError
@@ -33,6 +34,7 @@ __all__ = ["Ssh", "ssh_base", "SSH_UNREACHABLE"]
 SSH_UNREACHABLE = 255  # ssh's own exit code for "could not connect / connection lost"
 CONNECT_TIMEOUT_S = 5
 PERSIST_S = 600
+_OPEN_LOCKS: Dict[str, threading.Lock] = {}
 
 
 def ssh_base() -> List[str]:
@@ -101,7 +103,15 @@ class Ssh:
         return [*self.prefix(shared), shlex.join(list(remote))]
 
     def open(self, timeout_s: float = 30.0) -> None:
-        """Start the shared connection (ssh -N -f: it backgrounds once authenticated), if not up."""
+        """Start the shared connection (ssh -N -f: it backgrounds once authenticated), if not up.
+
+        One opener at a time per socket: two masters racing for one socket
+        would leave the loser running as a plain backgrounded session.
+        """
+        with _OPEN_LOCKS.setdefault(self.socket, threading.Lock()):
+            self._open(timeout_s)
+
+    def _open(self, timeout_s: float) -> None:
         if os.path.exists(self.socket):
             return
         Path(self.control_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
