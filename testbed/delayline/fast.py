@@ -237,7 +237,7 @@ class FastDelayLine(Reloadable):
                    generation=self.generation, reloads=self.reloads, flushes=self.flushes,
                    uptime_s=round(time.monotonic() - self.started, 3),
                    cpu_s=round(sum(os.times()[:2]), 3), lead_us=round(est["lead_us"], 1),
-                   errors=errors, queues=out)
+                   sched=self.config.get("sched"), errors=errors, queues=out)
         with self._stats_lock:
             tmp = f"{self.stats_path}.tmp"
             with open(tmp, "w") as fh:
