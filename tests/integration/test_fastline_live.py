@@ -9,7 +9,8 @@ with ``"engine": "c"`` in the wire. Oracles are independent of the line:
 * idle ping RTT mean within 0.3 ms of twice the one-way delay (5 and 40 ms);
 * jitter (normal, 3 ms at 10 ms) reorders no probe;
 * 2 % random loss: lost probes inside the 99.9 % binomial interval;
-* the stats file has the keys the runner reads.
+* the stats file has the keys the runner reads;
+* the line runs at real-time priority (SCHED_FIFO).
 """
 
 from __future__ import annotations
@@ -153,3 +154,13 @@ def test_loss_rate_within_binomial_interval(wire):
         assert key in fwd, key
     assert set(fwd["late_ms"]) == {"p50", "p99", "max", "samples"}
     assert fwd["late_ms"]["samples"] == fwd["accepted"]
+
+
+def test_line_runs_at_realtime_priority(wire):
+    """SCHED_FIFO, as the stats say and as the kernel says of the line's process."""
+    from testbed.delayline.priority import DEFAULT_PRIORITY
+
+    stats = wire.read_stats(wire.start_line("c", 1.0))
+    assert stats["sched"] == {"policy": "fifo", "priority": DEFAULT_PRIORITY}
+    assert os.sched_getscheduler(stats["pid"]) == os.SCHED_FIFO
+    assert os.sched_getparam(stats["pid"]).sched_priority == DEFAULT_PRIORITY

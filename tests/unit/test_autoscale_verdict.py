@@ -49,7 +49,10 @@ def test_no_auto_scale_where_physics_changes():
     load = autoscale.estimate_load(plan, host=HostTcp(congestion="cubic"))
     assert load.loss_limited  # cubic over 0.25 % loss: Mathis, not the link
     d = autoscale.choose_scale(load, _cap, autoscale.physics_reason(["collective"], load))
-    assert d.scale == 1 and "loss bound" in d.reason
+    assert d.scale == 1 and "loss on the path" in d.reason
+    # BBR has no loss bound, but its losses are still counted in packets: not scaled either
+    bbr = autoscale.estimate_load(plan, host=HostTcp(congestion="bbr"))
+    assert bbr.loss_limited and "fewer packets" in autoscale.physics_reason(["collective"], bbr)
     assert "events" in autoscale.physics_reason(["timeline", "collective"])
     assert "loss bound" in autoscale.physics_reason(["tcp"], None, [("tcp", "loss")])
     assert autoscale.physics_reason(["ping", "collective"], autoscale.Load(4, 1e9, 1e9)) is None
