@@ -42,7 +42,7 @@ from typing import Dict, List, Optional
 from netfilterqueue import COPY_META, COPY_PACKET, NetfilterQueue
 
 from testbed.delayline.latehist import LatenessHistogram
-from testbed.delayline.priority import DEFAULT_PRIORITY, raise_priority
+from testbed.delayline.priority import priority_for, raise_priority
 from testbed.delayline.reload import Reloadable, drain
 from testbed.delayline.sampling import PacketModels
 
@@ -332,7 +332,7 @@ def run_from_config(path: str) -> int:
     with open(path) as fh:
         config = json.load(fh)
     # before any thread starts: the feeder and stats threads inherit it
-    config["sched"] = raise_priority(int(config.get("rt_priority", DEFAULT_PRIORITY)))
+    config["sched"] = raise_priority(priority_for(config))
     engine = config.get("engine", "python")
     if engine not in ENGINES:
         raise ValueError(f"delay line engine must be one of {ENGINES}, not {engine!r}")
