@@ -25,6 +25,9 @@ what is measured:
 * a ``tcp`` step whose rate is set by TCP's window or loss bound rather than
   the link (a window and a loss rate are not scaled: the lab would carry K
   times more than the real link would);
+* a collective with an edge whose rate TCP's window sets (window / RTT
+  below the link: the window is not scaled, so the scaled lab would move
+  the bytes K times faster than the real link);
 * a collective whose edges cross a lossy path, whatever the congestion
   control: loss is counted in packets, and a scaled lab sends K times fewer
   packets per message, so K times fewer messages lose one and wait a round
@@ -85,10 +88,12 @@ class Load:
     total_bps: float
     max_line_bps: float
     loss_limited: List[str] = field(default_factory=list)  # "a->b" edges over a lossy path
+    window_limited: List[str] = field(default_factory=list)  # "a->b" edges TCP's window binds
 
     def to_dict(self) -> dict:
         return {"lines": self.lines, "total_bps": round(self.total_bps),
-                "max_line_bps": round(self.max_line_bps), "loss_limited": list(self.loss_limited)}
+                "max_line_bps": round(self.max_line_bps), "loss_limited": list(self.loss_limited),
+                "window_limited": list(self.window_limited)}
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,7 @@ def estimate_load(plan, op: str = "allreduce", nsocks: int = 1,
                   hosts: Optional[Sequence[str]] = None) -> Load:
     """The peak concurrent load of a collective of ``op`` over the plan's hosts (module docstring)."""
     per_line: Dict[Tuple[int, str], float] = {}
-    loss_limited = []
+    loss_limited, window_limited = [], []
     for a, b in _edges(plan, op, hosts):
         l3 = l3_path(plan, a, b)
         hops = path_links(plan, l3)
@@ -170,6 +175,8 @@ def estimate_load(plan, op: str = "allreduce", nsocks: int = 1,
             rate = bound.rate_bps
             if pred["loss_pct"] > 0:  # loss-bound (cubic) or not (BBR): per packet all the same
                 loss_limited.append(f"{a}->{b}")
+            elif bound.limit == "window":
+                window_limited.append(f"{a}->{b}")
         except InputError:  # unshaped, no delay: no line on it either
             continue
         for link, direction in hops:
@@ -180,7 +187,7 @@ def estimate_load(plan, op: str = "allreduce", nsocks: int = 1,
             cap = prof.rate_bps or rate
             per_line[key] = min(cap, per_line.get(key, 0.0) + rate)
     total = sum(per_line.values())
-    return Load(len(per_line), total, max(per_line.values(), default=0.0), loss_limited)
+    return Load(len(per_line), total, max(per_line.values(), default=0.0), loss_limited, window_limited)
 
 
 def flow_load(plan, flow: Flow, host: tcpmodel.HostTcp = tcpmodel.HostTcp()) -> Tuple[Load, Optional[str]]:
@@ -247,6 +254,10 @@ def physics_reason(step_kinds: Sequence[str], load: Optional[Load] = None,
         return (f"loss on the path of {', '.join(load.loss_limited[:3])}: a scaled lab sends K times "
                 f"fewer packets per message, so fewer messages lose one and wait a round trip to "
                 f"recover it (and a loss-based TCP's rate does not scale with the link's)")
+    if load is not None and load.window_limited:
+        return (f"TCP's window, not the link, limits {', '.join(load.window_limited[:3])}: a window "
+                f"is not scaled, so on links K times slower it would carry K times more than the "
+                f"real link does")
     return None
 
 
@@ -298,13 +309,21 @@ def _explain(load: Load, k: float, cap: float) -> str:
             f"K = {k:g} keeps it at {load.total_bps / k / 1e9:.2f} Gbit/s, within {MARGIN:.0%}")
 
 
-def _default_cc() -> str:
-    """The congestion control a new namespace's sockets get here (its default follows the host's)."""
+def _new_namespace_tcp() -> tcpmodel.HostTcp:
+    """What a new namespace's sockets get here: the kernel copies the root namespace's
+    ``tcp_rmem``, ``tcp_wmem`` and default congestion control into every new one
+    (read here, before any lab host exists; ``tcp_slow_start_after_idle`` starts at 1)."""
+    sysctls = {}
+    for key in ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_congestion_control"):
+        try:
+            with open("/proc/sys/" + key.replace(".", "/")) as fh:
+                sysctls[key] = fh.read().strip()
+        except OSError:
+            continue
     try:
-        with open("/proc/sys/net/ipv4/tcp_congestion_control") as fh:
-            return fh.read().strip() or "cubic"
-    except OSError:
-        return "cubic"
+        return tcpmodel.HostTcp.from_sysctls(sysctls)
+    except InputError:  # an unreadable triple: the kernel's own defaults
+        return tcpmodel.HostTcp()
 
 
 def plan_for(topology: str, params: Mapping, links: Mapping, host_sysctls: Optional[Mapping] = None):
@@ -330,7 +349,7 @@ def decide(setting, plan, step_kinds: Sequence[str] = ("collective",), op: str =
     """
     from testbed import capacity as cap_mod
 
-    base = tcpmodel.HostTcp(congestion=_default_cc())
+    base = _new_namespace_tcp()
     host = tcpmodel.HostTcp.from_sysctls(host_sysctls or {}, congestion=cc, base=base)
     flow_host = tcpmodel.HostTcp.from_sysctls(host_sysctls or {}, base=base)
     loads: List[Load] = []
@@ -353,8 +372,8 @@ def decide(setting, plan, step_kinds: Sequence[str] = ("collective",), op: str =
     if not loads:
         return Decision(1.0, AUTO, "not scaled: no step sends traffic through a delay line")
     worst = max(loads, key=lambda x: (x.total_bps, x.lines))
-    why_not = physics_reason(step_kinds, worst if worst.loss_limited else next(
-        (x for x in loads if x.loss_limited), worst), flow_limits)
+    why_not = physics_reason(step_kinds, next(
+        (x for x in loads if x.loss_limited or x.window_limited), worst), flow_limits)
     if why_not or all(x.lines == 0 for x in loads):
         return choose_scale(worst, lambda n: 0.0, why_not)
     doc = capacity_doc if capacity_doc is not None else cap_mod.get_capacity(progress=progress)

@@ -89,6 +89,19 @@ def test_tcp_and_probes_scale_where_physics_allows():
     assert d.scale == 1 and "window bound" in d.reason
 
 
+def test_window_limited_collective_edges_are_not_scaled():
+    """A 10 Gbit/s link with a 30 ms RTT: 3 MiB of window carries 0.84 Gbit/s. On links K times
+    slower the window would no longer bind, and the bytes (divided by K) would cross K times sooner."""
+    plan = autoscale.plan_for("star", {"hosts": 4}, {"fabric": {"rate": "10Gbit", "delay": "7.5ms"}})
+    load = autoscale.estimate_load(plan, host=HostTcp(congestion="cubic"))  # kernel-default buffers
+    assert load.window_limited and not load.loss_limited
+    kernel_defaults = {"net.ipv4.tcp_rmem": "4096 131072 6291456", "net.ipv4.tcp_wmem": "4096 16384 4194304"}
+    d = autoscale.decide("auto", plan, ["collective"], capacity_doc=CAP, host_sysctls=kernel_defaults)
+    assert d.scale == 1 and "window" in d.reason and d.load.window_limited
+    fast = autoscale.plan_for("star", {"hosts": 4}, {"fabric": {"rate": "1Gbit", "delay": "0.5ms"}})
+    assert not autoscale.estimate_load(fast, host=HostTcp(congestion="cubic")).window_limited
+
+
 def _snap(late_bins, received, dropped=0, cpu=(0, 0)):
     return {"lines": {"fabric:forward@h1": {"hist": late_bins, "p99_ms": None, "received": received,
                                              "dropped_queue": dropped}}, "cpu": cpu}
