@@ -297,8 +297,10 @@ def _gbit(bps: float) -> str:
 
 
 def check_scenario_capacity(configured_rate_bps: Optional[int],
-                            capacity: Optional[Mapping[str, Any]]) -> Optional[str]:
+                            capacity: Optional[Mapping[str, Any]], scale: float = 1.0) -> Optional[str]:
     """A warning when configured traffic exceeds ``WARN_FRACTION`` of the capacity, else None.
+
+    ``scale``: the K the lab runs at; its links are shaped at the configured rate / K.
 
     ``configured_rate_bps`` None (or 0) means an unlimited link: TCP then runs
     at whatever the emulator carries, which is always worth a warning. No
@@ -319,8 +321,10 @@ def check_scenario_capacity(configured_rate_bps: Optional[int],
     if not configured_rate_bps:
         return (f"a link with delay has no rate limit: TCP will run at what the emulator "
                 f"carries, not at a link rate; {where}")
-    if configured_rate_bps > WARN_FRACTION * cap:
-        return (f"configured {_gbit(configured_rate_bps)} is above {WARN_FRACTION:.0%} of what "
+    shaped = configured_rate_bps / scale
+    if shaped > WARN_FRACTION * cap:
+        at = "" if scale == 1 else f", shaped at {_gbit(shaped)} (scale {scale:g}),"
+        return (f"configured {_gbit(configured_rate_bps)}{at} is above {WARN_FRACTION:.0%} of what "
                 f"this machine emulates faithfully: {where}; throughput and delay figures "
                 f"may be the emulator's limit, not the link's")
     return None

@@ -341,7 +341,7 @@ def _capacity_warnings(scenario: Scenario) -> List[str]:
     if cap is None:
         return []
     out = []
-    for variant in scenario.variants:
+    for index, variant in enumerate(scenario.variants):
         config = scenario.variant_config(variant)
         present = {link.name for link in autoscale.plan_for(
             scenario.topology, config["params"], config["links"]).links}  # this variant's own
@@ -349,7 +349,11 @@ def _capacity_warnings(scenario: Scenario) -> List[str]:
                  for p in (spec.forward, spec.reverse) if p.has_impairment]
         if not rates:
             continue
-        text = capacity.check_scenario_capacity(capacity.max_configured_rate_bps(rates), cap)
+        top = capacity.max_configured_rate_bps(rates)
+        # the rate the lab is shaped at: the K this variant will run at (scale: auto
+        # decides it from the same cached capacity)
+        k = autoscale.for_variant(scenario, index, capacity_doc=cap).scale
+        text = capacity.check_scenario_capacity(top, cap, k)
         if text:
             out.append(f"{variant.name}: {text}")
     return out

@@ -70,6 +70,8 @@
 #define IDLE_WAIT_NS 250000000LL
 #define STARVE_WAIT_NS 50000000LL
 #define MAX_RELEASE_PER_PASS 8192
+#define READ_BATCH_MAX_NS 500000LL  /* see update_read_batch */
+#define READ_BATCH_MIN_NS 50000LL
 #define SENDBUF_BYTES (1 << 20)
 #define HEADER_COPY_BYTES 64
 #define INF_NS INT64_MAX
@@ -409,6 +411,7 @@ typedef struct {
     _Atomic int stop;
     int running;
     int64_t lead_ns;
+    int64_t read_batch_ns;
     nlbuf_t send;
     uint8_t *rbuf;
     size_t rbuf_each;
@@ -606,10 +609,10 @@ static void handle_datagram(Engine *e, uint8_t *buf, size_t len, int64_t now_mon
     }
 }
 
-/* read what is waiting (a few recvmmsg rounds at most) */
-static void receive_some(Engine *e)
+/* read what is waiting (a few recvmmsg rounds at most; more after a batched wait) */
+static void receive_some(Engine *e, int max_rounds)
 {
-    for (int round = 0; round < 8; round++) {
+    for (int round = 0; round < max_rounds; round++) {
         for (unsigned i = 0; i < e->rbuf_n; i++) {
             e->iov[i].iov_base = e->rbuf + (size_t)i * e->rbuf_each;
             e->iov[i].iov_len = e->rbuf_each;
@@ -683,6 +686,33 @@ static int64_t next_due(Engine *e)
     return due;
 }
 
+/*
+ * Batched reads. While packets are held, the loop need not wake for every
+ * arrival: the kernel stamps each packet (NFQA_TIMESTAMP), so a read a
+ * little later still gives it its true arrival and due time. Waking per
+ * packet costs a context switch each (the line runs SCHED_FIFO, so every
+ * arrival preempts whatever runs); batching keeps the wake-ups to the due
+ * times and one read per read_batch_ns. Only where no packet can fall due
+ * before the next read: every queue constant (no jitter draws, no reorder)
+ * and read_batch_ns = half the smallest delay, at most READ_BATCH_MAX_NS
+ * (about 400 packets of 1500 B at 10 Gbit/s); below READ_BATCH_MIN_NS every
+ * arrival is read at once, as when the line holds nothing.
+ */
+static void update_read_batch(Engine *e)
+{
+    int64_t min_delay = INF_NS;
+    for (int i = 0; i < e->nq; i++) {
+        if (!e->q[i].const_mode) {
+            e->read_batch_ns = 0;
+            return;
+        }
+        if (e->q[i].const_delay_ns < min_delay)
+            min_delay = e->q[i].const_delay_ns;
+    }
+    int64_t r = min_delay / 2;
+    e->read_batch_ns = r < READ_BATCH_MIN_NS ? 0 : r > READ_BATCH_MAX_NS ? READ_BATCH_MAX_NS : r;
+}
+
 /* returns 1 when woken by wake_fd, 0 when stopped */
 static int engine_loop(Engine *e)
 {
@@ -692,7 +722,13 @@ static int engine_loop(Engine *e)
         int64_t due = next_due(e);
         int64_t now = clock_ns(CLOCK_MONOTONIC);
         int64_t timeout = due == INF_NS ? IDLE_WAIT_NS : due - now - e->lead_ns;
+        /* holding packets with batched reads: sleep to the due time or the next read */
+        int batch = e->read_batch_ns > 0 && due != INF_NS && e->wake_fd >= 0;
+        if (batch && timeout > e->read_batch_ns)
+            timeout = e->read_batch_ns;
         struct pollfd pfd[2] = {{e->fd, POLLIN, 0}, {e->wake_fd, POLLIN, 0}};
+        if (batch)
+            pfd[0].fd = -1; /* poll ignores it: arrivals do not wake the line */
         nfds_t nfds = e->wake_fd >= 0 ? 2 : 1;
         int r;
         if (timeout > 0) {
@@ -712,8 +748,10 @@ static int engine_loop(Engine *e)
             continue; /* EINTR */
         if (nfds == 2 && (pfd[1].revents & POLLIN))
             return 1;
-        if (pfd[0].revents & (POLLIN | POLLERR))
-            receive_some(e);
+        if (batch)
+            receive_some(e, 64);
+        else if (pfd[0].revents & (POLLIN | POLLERR))
+            receive_some(e, 8);
     }
     return 0;
 }
@@ -886,6 +924,7 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw)
         PyErr_NoMemory();
         return -1;
     }
+    update_read_batch(e);
     return 0;
 }
 
@@ -968,6 +1007,7 @@ static PyObject *Engine_reconfigure(Engine *e, PyObject *args)
     }
     q->const_mode = (int)cmode;
     q->const_delay_ns = cdelay;
+    update_read_batch(e);
     /* drop the old model's draws: the loop is not running, the producer holds its lock */
     atomic_store(&q->f_head, atomic_load(&q->f_tail));
     if ((int)gso != q->gso) {
@@ -1115,6 +1155,7 @@ static PyObject *Engine_stats(Engine *e, PyObject *noargs)
     }
     SET(d, "queues", lst);
     SET(d, "lead_us", PyFloat_FromDouble(e->lead_ns / 1000.0));
+    SET(d, "read_batch_us", PyFloat_FromDouble(e->read_batch_ns / 1000.0));
     SET(d, "verdict_errors", PyLong_FromUnsignedLongLong(e->verdict_errors));
     SET(d, "last_verdict_errno", PyLong_FromLong(e->last_verdict_errno));
     SET(d, "recv_errors", PyLong_FromUnsignedLongLong(e->recv_errors));

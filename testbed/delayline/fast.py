@@ -36,6 +36,7 @@ from array import array
 from typing import Dict, List, Optional, Tuple
 
 from testbed.delayline.latehist import LatenessHistogram
+from testbed.delayline.priority import is_constant
 from testbed.delayline.reload import Reloadable, drain
 from testbed.delayline.sampling import PacketModels
 
@@ -65,11 +66,6 @@ def _profile(qcfg: dict) -> dict:
     return qcfg.get("profile", {})
 
 
-def _is_constant(prof: dict) -> bool:
-    return (float(prof.get("jitter_ms", 0.0)) <= 0.0 and not prof.get("loss_pct")
-            and not prof.get("corrupt_pct") and not prof.get("reorder_pct"))
-
-
 def engine_queue_config(qcfg: dict) -> dict:
     """The C engine's settings for one queue of the line's config."""
     prof = _profile(qcfg)
@@ -83,7 +79,7 @@ def engine_queue_config(qcfg: dict) -> dict:
         "max_len": int(qcfg.get("max_len", 10_000)),
         "gso": int(bool(gso)),
         "copy_payload": int(bool(prof.get("corrupt_pct"))),
-        "const_mode": int(_is_constant(prof)),
+        "const_mode": int(is_constant(prof)),
         "delay_ns": int(round(float(prof.get("delay_ms", 0.0)) * 1e6)),
     }
 
@@ -237,7 +233,7 @@ class FastDelayLine(Reloadable):
                    generation=self.generation, reloads=self.reloads, flushes=self.flushes,
                    uptime_s=round(time.monotonic() - self.started, 3),
                    cpu_s=round(sum(os.times()[:2]), 3), lead_us=round(est["lead_us"], 1),
-                   errors=errors, queues=out)
+                   read_batch_us=est["read_batch_us"], sched=self.config.get("sched"), errors=errors, queues=out)
         with self._stats_lock:
             tmp = f"{self.stats_path}.tmp"
             with open(tmp, "w") as fh:

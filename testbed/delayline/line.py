@@ -42,6 +42,7 @@ from typing import Dict, List, Optional
 from netfilterqueue import COPY_META, COPY_PACKET, NetfilterQueue
 
 from testbed.delayline.latehist import LatenessHistogram
+from testbed.delayline.priority import priority_for, raise_priority
 from testbed.delayline.reload import Reloadable, drain
 from testbed.delayline.sampling import PacketModels
 
@@ -220,7 +221,7 @@ class DelayLine(Reloadable):
                    reloads=self.reloads, flushes=self.flushes,
                    uptime_s=round(time.monotonic() - self.started, 3),
                    cpu_s=round(sum(os.times()[:2]), 3), lead_us=round(self.lead_s * 1e6, 1),
-                   errors=self.errors[-10:], queues=out)
+                   sched=self.config.get("sched"), errors=self.errors[-10:], queues=out)
         tmp = f"{self.stats_path}.tmp"
         with open(tmp, "w") as fh:
             json.dump(doc, fh)
@@ -330,6 +331,8 @@ def run_from_config(path: str) -> int:
     """
     with open(path) as fh:
         config = json.load(fh)
+    # before any thread starts: the feeder and stats threads inherit it
+    config["sched"] = raise_priority(priority_for(config))
     engine = config.get("engine", "python")
     if engine not in ENGINES:
         raise ValueError(f"delay line engine must be one of {ENGINES}, not {engine!r}")

@@ -7,8 +7,13 @@ latencies are not, and times are compared at real scale with the alpha-beta
 model of the configured links (edge by edge, testbed/collectives/model.py).
 
 Timings are noisy here, so each check takes ROUNDS samples and needs NEED of
-them inside its band; a failure prints expected, measured and bounds for
-every sample. A sample is the median of ITERS_BY_SIZE iterations, about 0.3 s
+them honest -- inside its band, or outside it with the row's own verdict
+(testbed/collectives/verdict.py) saying the machine distorted it (a late
+line, a saturated CPU): what the product promises is never a silently wrong
+figure -- and at least one inside the band; a failure prints expected,
+measured, verdicts and bounds for every sample. A size whose samples were
+all flagged and none in band cannot test the model: the test then skips,
+saying so (the suite's summary lists it). A sample is the median of ITERS_BY_SIZE iterations, about 0.3 s
 of collectives at every size: at 4 MiB (7 ms a call) the median of 5 calls
 spanned 40 ms, short enough for one burst of other work on these 2 cores to
 move a whole sample (measured/model 0.93-1.44 at scale 200 with a VM running
@@ -121,20 +126,29 @@ def _bands(lab, gpus_per_host: int, title: str) -> None:
         print(format_table(rows, title=f"{title}, round {round_ + 1}"))
         for row in rows:
             assert row["ranks"] == 8 and row["correct"] and row["scale"] == lab.scale, row
-            samples[row["bytes"]].append((_median_us(row), row["model_time_us"], row["engine_cpu_share"]))
-    failures = []
-    for size, triples in samples.items():
-        ratios = [m / model for m, model, _ in triples]
+            samples[row["bytes"]].append((_median_us(row), row["model_time_us"], row["engine_cpu_share"],
+                                          row["verdict"]))
+    failures, unjudged = [], []
+    for size, samples_ in samples.items():
+        ratios = [m / model for m, model, _, _ in samples_]
+        verdicts = [v for _, _, _, v in samples_]
         inside = sum(BAND[0] <= r <= BAND[1] for r in ratios)
-        print(f"{title}, {size // MIB} MiB: expected (model) {triples[0][1]:.0f} us, measured "
-              + ", ".join(f"{m:.0f}" for m, _, _ in triples) + " us, ratios "
+        # out of band is honest only when the row's own verdict said the machine distorted it
+        honest = sum(BAND[0] <= r <= BAND[1] or v != "pass" for r, v in zip(ratios, verdicts))
+        print(f"{title}, {size // MIB} MiB: expected (model) {samples_[0][1]:.0f} us, measured "
+              + ", ".join(f"{m:.0f}" for m, _, _, _ in samples_) + " us, ratios "
               + ", ".join(f"{r:.2f}" for r in ratios) + " (engine CPU share "
-              + ", ".join(f"{c:.2f}" for _, _, c in triples) + f"), bounds {BAND}, need {NEED} of {ROUNDS}")
-        if inside < NEED:
-            failures.append(f"{size // MIB} MiB: model {triples[0][1]:.0f} us, measured "
-                            f"{[round(m) for m, _, _ in triples]} us, ratios {[round(r, 2) for r in ratios]}, "
-                            f"engine CPU {[c for _, _, c in triples]}, bounds {BAND}")
+              + ", ".join(f"{c:.2f}" for _, _, c, _ in samples_) + f"), verdicts {verdicts}, "
+              f"bounds {BAND}, need {NEED} of {ROUNDS} in band or flagged")
+        if honest >= NEED and inside == 0:
+            unjudged.append(f"{size // MIB} MiB (ratios {[round(r, 2) for r in ratios]}, verdicts {verdicts})")
+        if honest < NEED:
+            failures.append(f"{size // MIB} MiB: model {samples_[0][1]:.0f} us, measured "
+                            f"{[round(m) for m, _, _, _ in samples_]} us, ratios {[round(r, 2) for r in ratios]}, "
+                            f"verdicts {verdicts}, engine CPU {[c for _, _, c, _ in samples_]}, bounds {BAND}")
     assert not failures, "; ".join(failures)
+    if unjudged:  # honest, but the machine was too busy to test the model at these sizes
+        pytest.skip("every sample flagged by its own verdict, none in band: " + "; ".join(unjudged))
 
 
 def test_ring_allreduce_8_ranks_on_2_gpu_hosts_over_direct_matches_the_model(direct_gpu_hosts):

@@ -9,7 +9,8 @@ with ``"engine": "c"`` in the wire. Oracles are independent of the line:
 * idle ping RTT mean within 0.3 ms of twice the one-way delay (5 and 40 ms);
 * jitter (normal, 3 ms at 10 ms) reorders no probe;
 * 2 % random loss: lost probes inside the 99.9 % binomial interval;
-* the stats file has the keys the runner reads.
+* the stats file has the keys the runner reads;
+* a line with loss runs SCHED_FIFO, others nice -20; a constant one batches its reads.
 """
 
 from __future__ import annotations
@@ -153,3 +154,25 @@ def test_loss_rate_within_binomial_interval(wire):
         assert key in fwd, key
     assert set(fwd["late_ms"]) == {"p50", "p99", "max", "samples"}
     assert fwd["late_ms"]["samples"] == fwd["accepted"]
+
+
+def test_line_priority_follows_what_it_handles(wire):
+    """Loss (every wire packet judged): SCHED_FIFO, as the stats and the kernel say.
+    Otherwise the normal scheduler at nice -20; a constant delay batches its reads
+    (testbed/delayline/priority.py)."""
+    from testbed.delayline.priority import DEFAULT_PRIORITY, NICE
+
+    stats = wire.read_stats(wire.start_line("c", 2.0, loss_pct=1.0))
+    assert stats["sched"] == {"policy": "fifo", "priority": DEFAULT_PRIORITY}
+    assert os.sched_getscheduler(stats["pid"]) == os.SCHED_FIFO
+    assert os.sched_getparam(stats["pid"]).sched_priority == DEFAULT_PRIORITY
+    wire.stop_line()
+    stats = wire.read_stats(wire.start_line("c", 2.0, jitter_ms=0.5))
+    assert stats["sched"] == {"policy": "normal", "nice": NICE}
+    assert os.sched_getscheduler(stats["pid"]) == os.SCHED_OTHER
+    assert os.getpriority(os.PRIO_PROCESS, stats["pid"]) == NICE
+    assert stats["read_batch_us"] == 0.0  # jitter: every arrival read at once
+    wire.stop_line()
+    stats = wire.read_stats(wire.start_line("c", 2.0))
+    assert stats["sched"] == {"policy": "normal", "nice": NICE}
+    assert stats["read_batch_us"] == 500.0  # half the 2 ms delay, at most 0.5 ms

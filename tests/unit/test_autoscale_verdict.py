@@ -12,6 +12,7 @@ from testbed.collectives import verdict
 from testbed.tcpmodel import HostTcp
 
 BIG = HostTcp(rmem_max_bytes=1 << 30, wmem_max_bytes=1 << 30, congestion="cubic")
+BIG_SYSCTLS = {"net.ipv4.tcp_rmem": "4096 131072 1073741824", "net.ipv4.tcp_wmem": "4096 16384 1073741824"}
 # what the lines carried here, in all, by how many at once (stand-in figures)
 CAP = {"lines": [{"lines": 2, "mtu": 1500, "total_bps": 8e9}, {"lines": 8, "mtu": 1500, "total_bps": 4e9},
                  {"lines": 16, "mtu": 1500, "total_bps": 3e9}]}
@@ -47,11 +48,58 @@ def test_no_auto_scale_where_physics_changes():
     plan = autoscale.plan_for("two-clouds", {"hosts_per_site": 2, "path": "transit"}, {})
     load = autoscale.estimate_load(plan, host=HostTcp(congestion="cubic"))
     assert load.loss_limited  # cubic over 0.25 % loss: Mathis, not the link
-    d = autoscale.choose_scale(load, _cap, autoscale.physics_reason(["collective"], False, load))
+    d = autoscale.choose_scale(load, _cap, autoscale.physics_reason(["collective"], load))
+    assert d.scale == 1 and "loss on the path" in d.reason
+    # BBR has no loss bound, but its losses are still counted in packets: not scaled either
+    bbr = autoscale.estimate_load(plan, host=HostTcp(congestion="bbr"))
+    assert bbr.loss_limited and "fewer packets" in autoscale.physics_reason(["collective"], bbr)
+    assert "events" in autoscale.physics_reason(["timeline", "collective"])
+    assert "loss bound" in autoscale.physics_reason(["tcp"], None, [("tcp", "loss")])
+    assert autoscale.physics_reason(["ping", "collective"], autoscale.Load(4, 1e9, 1e9)) is None
+    # a tcp step over the lossy transit path: its rate is Mathis's, whatever the link
+    flow = autoscale.Flow("tcp", "cw-h1", "gcp-h1", cc="cubic")
+    load, limit = autoscale.flow_load(plan, flow, HostTcp())
+    assert limit == "loss"
+    d = autoscale.decide("auto", plan, ["tcp"], flows=[flow], capacity_doc=CAP)
     assert d.scale == 1 and "loss bound" in d.reason
-    assert "RTT probes" in autoscale.physics_reason(["ping", "collective"], False, None)
-    assert "lossy" in autoscale.physics_reason(["tcp"], True, None)
-    assert autoscale.physics_reason(["collective"], False, autoscale.Load(4, 1e9, 1e9)) is None
+
+
+def test_tcp_and_probes_scale_where_physics_allows():
+    """The flagship's direct path: lossless, window above the BDP, probes tiny against 1 ms."""
+    plan = autoscale.plan_for("two-clouds", {"hosts_per_site": 1, "path": "direct"},
+                              {"direct": "direct-interconnect"})
+    tcp = autoscale.Flow("tcp", "cw-h1", "gcp-h1")
+    load, limit = autoscale.flow_load(plan, tcp, BIG)
+    assert limit is None and load.lines == 1 and load.total_bps == 10e9
+    ping = autoscale.Probe("ping", "cw-h1", "gcp-h1", 56)
+    extra_ms, delay_ms = autoscale.probe_extra_ms(plan, ping, 5)
+    assert delay_ms == 1.0 and extra_ms == pytest.approx(4 * 84 * 8 / 10e9 * 1e3)
+    d = autoscale.decide("auto", plan, ["ping", "tcp"], flows=[tcp], probes=[ping], capacity_doc=CAP,
+                         host_sysctls=BIG_SYSCTLS)
+    assert d.scale > 1 and d.load.total_bps == 10e9
+    # the same probes on a 10 Mbit/s path: 84 bytes take 67 us there, K times more when scaled
+    slow = autoscale.plan_for("two-clouds", {"hosts_per_site": 1, "path": "direct"},
+                              {"direct": {"rate": "10Mbit", "delay": "1ms"}})
+    assert autoscale.probe_reason(slow, [ping], 2) is not None
+    assert autoscale.probe_reason(slow, [ping], 1) is None
+    # a window below the BDP: TCP's window, not the link, sets the rate -> never scaled
+    small = autoscale.Flow("tcp", "cw-h1", "gcp-h1", window_bytes=256 * 1024)
+    assert autoscale.flow_load(plan, small, BIG)[1] == "window"
+    d = autoscale.decide("auto", plan, ["tcp"], flows=[small], capacity_doc=CAP, host_sysctls=BIG_SYSCTLS)
+    assert d.scale == 1 and "window bound" in d.reason
+
+
+def test_window_limited_collective_edges_are_not_scaled():
+    """A 10 Gbit/s link with a 30 ms RTT: 3 MiB of window carries 0.84 Gbit/s. On links K times
+    slower the window would no longer bind, and the bytes (divided by K) would cross K times sooner."""
+    plan = autoscale.plan_for("star", {"hosts": 4}, {"fabric": {"rate": "10Gbit", "delay": "7.5ms"}})
+    load = autoscale.estimate_load(plan, host=HostTcp(congestion="cubic"))  # kernel-default buffers
+    assert load.window_limited and not load.loss_limited
+    kernel_defaults = {"net.ipv4.tcp_rmem": "4096 131072 6291456", "net.ipv4.tcp_wmem": "4096 16384 4194304"}
+    d = autoscale.decide("auto", plan, ["collective"], capacity_doc=CAP, host_sysctls=kernel_defaults)
+    assert d.scale == 1 and "window" in d.reason and d.load.window_limited
+    fast = autoscale.plan_for("star", {"hosts": 4}, {"fabric": {"rate": "1Gbit", "delay": "0.5ms"}})
+    assert not autoscale.estimate_load(fast, host=HostTcp(congestion="cubic")).window_limited
 
 
 def _snap(late_bins, received, dropped=0, cpu=(0, 0)):
@@ -78,27 +126,33 @@ def test_verdict_from_the_rows_own_lateness():
     assert low["verdict"] == "warn" and "scale 1" in low["reason"]
 
 
-def test_the_flagship_is_never_auto_scaled():
-    """Its variants measure RTT, one-way delay and jitter: K = 1, no capacity needed."""
+def test_the_flagship_scales_direct_but_not_transit():
+    """Direct: 10 Gbit/s of lossless TCP, scaled (probes unchanged); transit: TCP's loss bound."""
     from testbed.runner import resolve_scenario
     from testbed.scenario import load_scenario
     from testbed.topologies import TOPOLOGIES
 
     scenario = load_scenario(resolve_scenario(None), topologies=set(TOPOLOGIES))
     assert scenario.scale == "auto"
-    for index in range(len(scenario.variants)):
-        d = autoscale.for_variant(scenario, index)
-        assert (d.scale, d.mode) == (1.0, "auto") and "RTT probes" in d.reason
+    direct = autoscale.for_variant(scenario, 0, capacity_doc=CAP)
+    assert direct.mode == "auto" and direct.scale > 1 and direct.enough
+    transit = autoscale.for_variant(scenario, 1, capacity_doc=CAP)
+    assert transit.scale == 1 and "loss bound" in transit.reason
 
 
 def test_capacity_warnings_count_only_the_variants_own_links(monkeypatch):
-    """The flagship's transit variant has no direct link: its 10 Gbit/s must not warn there."""
+    """The flagship's transit variant has no direct link: its 10 Gbit/s must not warn there;
+    the direct variant is judged at the K it will run at."""
     from testbed import runner
     from testbed.scenario import load_scenario
     from testbed.topologies import TOPOLOGIES
 
-    doc = {"backend": "userspace", "delay_line_bps": 2e9, "machine": {"cpus": 2}, "measured_at": "now"}
-    monkeypatch.setattr(capacity, "load_cached", lambda *a, **k: doc)
     scenario = load_scenario(runner.resolve_scenario(None), topologies=set(TOPOLOGIES))
+    doc = {"backend": "userspace", "delay_line_bps": 2e9, "machine": {"cpus": 2}, "measured_at": "now",
+           **CAP}
+    monkeypatch.setattr(capacity, "load_cached", lambda *a, **k: doc)
+    assert runner._capacity_warnings(scenario) == []  # 10 Gbit/s at K = 20: 0.5 Gbit/s
+    doc["delay_line_bps"] = 1e8  # now both warn, direct at the rate its lab is shaped at
     warnings = runner._capacity_warnings(scenario)
-    assert [w.split(":")[0] for w in warnings] == ["direct-interconnect"], warnings
+    assert [w.split(":")[0] for w in warnings] == ["direct-interconnect", "internet-transit"]
+    assert "shaped at 0.50 Gbit/s (scale 20)" in warnings[0] and "scale" not in warnings[1]
