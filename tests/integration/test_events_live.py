@@ -60,6 +60,36 @@ def _lab(lab_factory, name):
     return lab_factory.create("multicloud", name, params=PARAMS, links=LINKS)
 
 
+def _steadiness(doc, t_e: float, hold_s: float = 1.0) -> float:
+    """The lowest share of its median the flow kept over any ``hold_s`` window before ``t_e``.
+
+    Measured on the same flow before the event: a link-limited flow keeps ~0.9 or more
+    (hardware); a CPU-bound one in a loaded VM without KVM wobbles to 0.4-0.8.
+    """
+    before = [s for s in doc["throughput"] if s["t_s"] < t_e and s["t_s"] >= 0.5]  # past slow start
+    ref = statistics.median(s["mbps"] for s in before)
+    if ref <= 0:
+        return 1.0
+    worst = 1.0
+    for s in before:
+        window = [x["mbps"] for x in before if s["t_s"] <= x["t_s"] < s["t_s"] + hold_s - 1e-9]
+        if s["t_s"] + hold_s <= t_e + 1e-9 and window:
+            worst = min(worst, min(window) / ref)
+    return worst
+
+
+def _recovery_as_steady_as_before(doc, default_fraction: float = 0.8):
+    """The analysis again, with recovery judged against what the flow held before the
+    first event (``_steadiness``) where that is below ``default_fraction``: a flow that
+    never held 80 % of its median for a second cannot be asked to after the event."""
+    from testbed.events.timeline import analyse
+
+    fraction = min(default_fraction, _steadiness(doc, doc["events"][0]["actual_s"]))
+    again = analyse(doc["throughput"], doc["rtt"], doc["events"], doc["duration_s"],
+                    recover_fraction=fraction)
+    return again["events"], fraction
+
+
 def _assert_on_time(doc, late) -> None:
     """Every event fired within EVENT_LATE_S of its plan plus the worst wake-up lateness seen."""
     allowed_s = EVENT_LATE_S + late.quantile_ms(1.0) / 1000.0
@@ -202,13 +232,16 @@ def test_link_down_two_seconds_then_up(lab_factory):
     info = _show(doc)
     print(info)
     (cut,) = doc["analysis"]
+    (steady_cut,), fraction = _recovery_as_steady_as_before(doc)
+    print(f"recovery judged at {fraction:.2f} of the flow's median (its steadiness before the cut)")
     assert [r["kind"] for r in doc["events"]] == ["link_down", "link_up"]
     assert 1.8 <= cut["probe_outage_s"] <= 2.3, info  # the probes see the cut itself
     assert 2.0 <= cut["outage_start_s"] <= 2.3, info
     # TCP resumes after the link is up again, at its next retransmission (backoff)
     assert 4.0 <= cut["outage_end_s"] <= 6.5, info
     assert 1.8 <= cut["outage_s"] <= 4.5, info
-    assert cut["time_to_recover_s"] is not None and 2.0 <= cut["time_to_recover_s"] <= 5.0, info
+    recover_s = steady_cut["time_to_recover_s"]
+    assert recover_s is not None and 2.0 <= recover_s <= 5.0, (fraction, info)
     # back to what the flow carried before the cut (measured, not the 200 Mbit/s
     # configured: a VM without KVM carries 50-100 Mbit/s; shaping accuracy is
     # test_shaping_accuracy's); on hardware "before" is ~200 Mbit/s
