@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ __all__ = [
     "stdev",
     "Sample",
     "judge_repeated",
+    "WakeupLateness",
 ]
 
 #: Every lab and namespace these tests make starts with this (netns ``tb.it-...``).
@@ -356,6 +358,8 @@ class Sample:
     measured: float
     ok: bool
     detail: str = ""
+    #: (expected, low, high) of this sample when it brought its own (see judge_repeated)
+    bounds: Optional[Tuple[float, float, float]] = None
 
 
 @dataclass
@@ -376,23 +380,65 @@ class Baseline:
     slack_ms: float
     #: stdev of one-way delays over the unshaped path (None: not measured)
     owd_stdev_ms: Optional[float] = None
+    #: the lowest RTT seen over the unshaped path: what no shaped RTT can beat
+    #: (None: not measured; ``rtt_ms - spread_ms`` stands in)
+    rtt_min_ms: Optional[float] = None
+    #: the shortest probe interval at which the unshaped path lost no probe, both
+    #: directions at once (None: not measured); the loss tests send no faster
+    probe_interval_ms: Optional[float] = None
+    #: ping the unshaped path again: ``unshaped_rtt_ms(count, interval_s)`` -> RTT samples
+    #: (None: the path is gone)
+    unshaped_rtt_ms: Optional[Callable[..., List[float]]] = None
 
     def jitter_expected(self, configured_ms: float) -> float:
         """A configured jitter's expected stdev: independent of the machine's own, so
         the two add in quadrature (hardware: ~0.02 ms, nothing; a TCG VM: ~1.5 ms)."""
         return math.sqrt(configured_ms ** 2 + (self.owd_stdev_ms or 0.0) ** 2)
 
-    def rtt_bounds(self, configured_rtt_ms: float, tolerance_ms: float) -> Tuple[float, float, float]:
-        """(expected, low, high) for a mean RTT: configured + baseline, the tolerance
-        widened by the baseline's own spread, and upward by one timer slack per direction."""
-        expected = configured_rtt_ms + self.rtt_ms
-        tol = tolerance_ms + self.spread_ms
-        return expected, expected - tol, expected + tol + 2 * self.slack_ms
+    def jitter_bounds(self, configured_ms: float, tolerance: float,
+                      late: Optional["WakeupLateness"] = None) -> Tuple[float, float, float]:
+        """(expected, low, high) for a one-way delay stdev: :meth:`jitter_expected` within
+        ``tolerance`` (relative); upward also the spread of the delay element's own
+        lateness during the run (``late``, :meth:`WakeupLateness.at_random_time_ms`),
+        independent too, so in quadrature. The machine's spread is independent of the
+        configured jitter and can only add to it, so the low bound is the configured
+        jitter's alone (on hardware the two bounds are the tight ones either way)."""
+        expected = self.jitter_expected(configured_ms)
+        late_sd = late.at_random_time_ms()[1] if late is not None else 0.0
+        return (expected, configured_ms * (1 - tolerance),
+                math.sqrt(expected ** 2 + late_sd ** 2) * (1 + tolerance))
+
+    def rtt_bounds(self, configured_rtt_ms: float, tolerance_ms: float,
+                   late: Optional["WakeupLateness"] = None,
+                   unshaped: Optional[Sequence[float]] = None) -> Tuple[float, float, float]:
+        """(expected, low, high) for a mean RTT: configured + baseline.
+
+        Low: configured + the lowest unshaped RTT seen, less the tolerance (a delay
+        element never releases early and the path never beats its own minimum).
+        High: expected + the tolerance widened by the baseline's own spread, and
+        by the delay element's lateness once per direction: the mean wake-up
+        lateness at a random moment measured during the same run (``late``),
+        else the timer slack measured at rest. ``unshaped``: RTT samples of the
+        unshaped path taken at the same time as the judged ones (the machine's
+        load changes within seconds): their mean and minimum stand for the
+        baseline's. On hardware all of these are hundredths of a millisecond
+        and the tight bounds stand."""
+        if unshaped:
+            expected, floor = configured_rtt_ms + mean(unshaped), min(unshaped)
+        else:
+            expected = configured_rtt_ms + self.rtt_ms
+            floor = self.rtt_min_ms if self.rtt_min_ms is not None else self.rtt_ms - self.spread_ms
+        late_ms = late.at_random_time_ms()[0] if late is not None else self.slack_ms
+        return (expected, configured_rtt_ms + floor - tolerance_ms,
+                expected + tolerance_ms + self.spread_ms + 2 * late_ms)
 
     def __str__(self) -> str:
         owd = "" if self.owd_stdev_ms is None else f", one-way delay stdev {self.owd_stdev_ms:.3f} ms"
-        return (f"baseline: unshaped RTT {self.rtt_ms:.3f} ms (spread {self.spread_ms:.3f} ms), "
-                f"timer slack {self.slack_ms:.3f} ms{owd}")
+        rate = ("" if self.probe_interval_ms is None
+                else f", probes sustained every {self.probe_interval_ms:g} ms")
+        low = "" if self.rtt_min_ms is None else f", min {self.rtt_min_ms:.3f} ms"
+        return (f"baseline: unshaped RTT {self.rtt_ms:.3f} ms (spread {self.spread_ms:.3f} ms{low}), "
+                f"timer slack {self.slack_ms:.3f} ms{owd}{rate}")
 
 
 def timer_slack_ms(samples: int = 50) -> float:
@@ -405,49 +451,156 @@ def timer_slack_ms(samples: int = 50) -> float:
     return sorted(over)[len(over) // 2]
 
 
-def measure_baseline(mean_rtt_ms: Callable[[], float], runs: int = 3) -> Baseline:
-    """A :class:`Baseline` from ``runs`` calls of ``mean_rtt_ms`` (one unshaped ping run each)."""
-    means = sorted(mean_rtt_ms() for _ in range(runs))
+class WakeupLateness:
+    """How late this machine wakes a sleeper while a measurement runs (a thread).
+
+    Used as ``with WakeupLateness() as late: <measure>``: a thread sleeps
+    ``period_s`` over and over (timer slack 1 ns, as the delay line's) and
+    records each overshoot in ms. A delay element releases a held packet from
+    a timer that fires as late as this machine wakes anything at that moment:
+    hundredths of a millisecond on hardware, milliseconds in a loaded VM
+    without KVM, with bursts when the host preempts it. Measured during the
+    very run it judges, under the same load.
+    """
+
+    def __init__(self, period_s: float = 0.002):
+        self.period_s = period_s
+        self.samples_ms: List[float] = []
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def _run(self) -> None:
+        try:
+            import ctypes
+            ctypes.CDLL(None).prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK: this thread only
+        except (OSError, AttributeError):
+            pass
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            time.sleep(self.period_s)
+            self.samples_ms.append((time.perf_counter() - start - self.period_s) * 1000.0)
+
+    def __enter__(self) -> "WakeupLateness":
+        self._thread = threading.Thread(target=self._run, name="wakeup-lateness", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def mean_ms(self) -> float:
+        return mean(self.samples_ms) if self.samples_ms else 0.0
+
+    @property
+    def stdev_ms(self) -> float:
+        return stdev(self.samples_ms) if len(self.samples_ms) > 1 else 0.0
+
+    def at_random_time_ms(self) -> Tuple[float, float]:
+        """(mean, stdev) of the lateness of a timer due at a random moment of the run.
+
+        Each sample covers the sampler's interval ``period + overshoot``: a
+        timer due in its first ``period`` pays the machine's ordinary wake-up
+        cost (the median overshoot), one due in the overshoot (the machine did
+        not run) fires when it ran again, uniformly 0 to ``overshoot`` late.
+        Weighted by time, as a packet's release is: a 10 ms stall is one
+        sample here but holds every packet due during it.
+        """
+        if not self.samples_ms:
+            return 0.0, 0.0
+        period_ms = self.period_s * 1000.0
+        floor = self.quantile_ms(0.5)
+        span = m1 = m2 = 0.0
+        for over in self.samples_ms:
+            over = max(over, 0.0)
+            span += period_ms + over
+            m1 += period_ms * floor + over * over / 2.0
+            m2 += period_ms * floor * floor + over ** 3 / 3.0
+        m1 /= span
+        m2 /= span
+        return m1, math.sqrt(max(m2 - m1 * m1, 0.0))
+
+    def quantile_ms(self, q: float) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else 0.0
+
+    def __str__(self) -> str:
+        rt_mean, rt_sd = self.at_random_time_ms()
+        return (f"wake-up lateness mean {self.mean_ms:.3f} ms, stdev {self.stdev_ms:.3f} ms "
+                f"(at a random time: {rt_mean:.3f}, {rt_sd:.3f} ms), "
+                f"p50 {self.quantile_ms(0.5):.3f}, p99 {self.quantile_ms(0.99):.3f}, "
+                f"max {self.quantile_ms(1.0):.3f} ms (n={len(self.samples_ms)})")
+
+
+def measure_baseline(rtt_ms: Callable[[], object], runs: int = 3) -> Baseline:
+    """A :class:`Baseline` from ``runs`` calls of ``rtt_ms`` (one unshaped ping run each).
+
+    ``rtt_ms`` returns the run's RTT samples (then their minimum is kept too) or its mean.
+    """
+    means, lows = [], []
+    for _ in range(runs):
+        got = rtt_ms()
+        if isinstance(got, (int, float)):
+            means.append(float(got))
+        else:
+            means.append(mean(got))
+            lows.append(min(got))
+    means.sort()
     return Baseline(rtt_ms=means[len(means) // 2], spread_ms=means[-1] - means[0],
-                    slack_ms=timer_slack_ms())
+                    slack_ms=timer_slack_ms(), rtt_min_ms=min(lows) if lows else None)
 
 
 def judge_repeated(
     what: str,
-    measure: Callable[[], Tuple[float, str]],
-    expected: float,
-    low: float,
-    high: float,
+    measure: Callable[[], tuple],
+    expected: Optional[float] = None,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
     runs: int = 3,
     need: int = 2,
     unit: str = "",
 ) -> List[Sample]:
     """Run ``measure()`` up to ``runs`` times; pass once ``need`` samples are in [low, high].
 
-    ``measure`` returns (measured value, free-text detail). Stops early as soon
-    as the verdict is known. On failure raises AssertionError listing expected,
-    every measured value and both bounds.
+    ``measure`` returns (measured value, free-text detail), judged against
+    ``[low, high]``; or (value, detail, (expected, low, high)) with bounds of its
+    own, for a sample judged against a baseline measured during that same run.
+    Stops early as soon as the verdict is known. On failure raises
+    AssertionError listing expected, every measured value and the bounds.
     """
     samples: List[Sample] = []
     for _ in range(runs):
-        value, detail = measure()
-        samples.append(Sample(value, low <= value <= high, detail))
+        value, detail, *own = measure()
+        bounds = own[0] if own else (expected, low, high)
+        samples.append(Sample(value, bounds[1] <= value <= bounds[2], detail,
+                              tuple(bounds) if own else None))
         passed = sum(s.ok for s in samples)
         left = runs - len(samples)
         if passed >= need or passed + left < need:
             break
     passed = sum(s.ok for s in samples)
-    print(f"{what}: expected {expected:.4g}{unit} in [{low:.4g}, {high:.4g}]; measured "
-          + ", ".join(f"{s.measured:.4g}{'' if s.ok else ' (out)'}" for s in samples))
+
+    def own(s: Sample) -> str:
+        if s.bounds is None:
+            return ""
+        return f" (expected {s.bounds[0]:.4g} in [{s.bounds[1]:.4g}, {s.bounds[2]:.4g}]{unit})"
+    common = ("" if expected is None
+              else f"expected {expected:.4g}{unit} in [{low:.4g}, {high:.4g}]; ")
+    print(f"{what}: {common}measured "
+          + ", ".join(f"{s.measured:.4g}{'' if s.ok else ' (out)'}{own(s)}" for s in samples))
     if passed < need:
         lines = "\n".join(
-            f"  run {i + 1}: measured {s.measured:.4g}{unit} "
+            f"  run {i + 1}: measured {s.measured:.4g}{unit}{own(s)} "
             f"{'in' if s.ok else 'OUT OF'} tolerance {s.detail}".rstrip()
             for i, s in enumerate(samples)
         )
+        head = ("" if expected is None
+                else f"  expected {expected:.4g}{unit}, bounds [{low:.4g}, {high:.4g}]{unit}\n")
         raise AssertionError(
             f"{what}: {passed} of {len(samples)} runs in tolerance, need {need} of {runs}\n"
-            f"  expected {expected:.4g}{unit}, bounds [{low:.4g}, {high:.4g}]{unit}\n{lines}"
+            f"{head}{lines}"
         )
     return samples
 

@@ -21,7 +21,8 @@
  *
  * Semantics are those of testbed/delayline/line.py: loss decided at arrival
  * (drop verdict), FIFO release due = max(arrival + delay, previous due),
- * reorder packets skip the FIFO (a side heap by due time), corrupt flips one
+ * reorder packets skip the FIFO (a side heap by due time; the feeder gives
+ * them delay 0, netem's reorder: sent at once), corrupt flips one
  * bit past the IP header. Arrival is the kernel timestamp when plausible
  * (0 <= age < 5 ms), else now, on CLOCK_MONOTONIC. Timing: ppoll (ns
  * resolution, timer slack 1 ns) until an adaptive lead before the next due

@@ -118,9 +118,11 @@ class ModelFeeder:
             if corrupt():
                 f |= corrupt_flag
                 a = getrandbits(32)
-            delays.append(int(sample() * 1e6))
+            delay_ns = int(sample() * 1e6)  # drawn either way: the Python line's draw order
             if reorder():
                 f |= reorder_flag
+                delay_ns = 0  # netem's reorder: sent at once, overtaking the queued packets
+            delays.append(delay_ns)
             flags.append(f)
             aux.append(a)
         return delays, flags, aux

@@ -9,8 +9,9 @@ so time spent before the line saw the packet is not added again.
 
 Order: each queue is a FIFO -- a packet is never released before the one in
 front of it (``release = max(arrival + delay, previous release)``), so jitter
-does not reorder a flow. Only ``reorder_pct`` of packets skip the FIFO
-(released at their own time into a side heap), as asked.
+does not reorder a flow. Only ``reorder_pct`` of packets skip the FIFO and
+the delay, as netem's ``reorder`` does: released at once (through a side heap
+by due time), they overtake the packets held before them.
 
 The queue bound is the NFQUEUE queue length (``max_len``, sized from the BDP
 by the parent): the kernel drops and counts (``queue_dropped``) beyond it.
@@ -139,8 +140,10 @@ class DelayLine(Reloadable):
             due = arrival + q.delay.sample() / 1000.0
             q.seq += 1
             if q.reorder():
+                # netem's reorder: sent at once, without the delay, so it
+                # overtakes every packet still held in the FIFO
                 c["reordered"] += 1
-                heapq.heappush(q.side, (due, q.seq, pkt, dup))
+                heapq.heappush(q.side, (arrival, q.seq, pkt, dup))
             else:
                 due = max(due, q.last_due)
                 q.last_due = due

@@ -17,15 +17,20 @@ while a :class:`~testbed.events.scheduler.Scheduler` fires the events:
 * RTT: ``ping -D -O -i ping_interval_s`` in ``src``; a probe with no reply
   is ``rtt_ms: null`` at the time it was sent.
 
-Time zero is the start of the first iperf3 client; the events fire at
-``at_s`` from it (monotonic clock) and record when they really did.
-iperf3 reports interval times from its own test start, after the control
-connection, the parameter exchange and the data connection: that start is
-taken as the moment the client's data connection is established, seen by
-polling the TCP table of the client's namespace (``/proc/<pid>/net/tcp``:
-two established connections to the server's port) every few milliseconds;
-the test starts within about one RTT of it. When that is not seen,
-:data:`DEFAULT_SETUP_S` after the client started.
+Time zero is the start of the flow: the moment the first client's data
+connection is established, seen by polling the TCP table of the client's
+namespace (``/proc/<pid>/net/tcp``: two established connections to the
+server's port) every few milliseconds. The events fire at ``at_s`` from it
+(monotonic clock) and record when they really did, so an event at 2 s has
+2 s of flow before it however long the client took to start (a slow
+machine: a second or more). iperf3 reports interval times from its own test
+start, after the control connection, the parameter exchange and the data
+connection; the test starts within about one RTT of the data connection,
+so its intervals are placed from that moment too. There is no fixed
+deadline for it: the wait lasts as long as the client runs (its
+``--connect-timeout`` bounds the connection). A client that ends without
+being seen connected puts time zero at its start plus
+:data:`DEFAULT_SETUP_S`, and the step goes on (a new client is started).
 
 The analysis (:func:`analyse`, pure) gives, for each disruptive event
 (``link_down``, ``set_profile``, ``failover``), with ``t_e`` its actual time
@@ -487,7 +492,7 @@ def run_timeline(lab, src: Union[str, Node], dst: Union[str, Node], duration_s: 
             return attempt
 
         first = start_attempt(duration_s, 3000)
-        t0 = first.started_mono
+        t0 = _flow_start(first)
         wall0 = time.time() - (time.monotonic() - t0)
         scheduler.start(t0)
         progress(f"timeline {src_node.name} -> {dst_node.name}: {duration_s:g} s, "
@@ -550,6 +555,19 @@ def run_timeline(lab, src: Union[str, Node], dst: Union[str, Node], duration_s: 
                     recover_fraction, hold_s, baseline_s, congestion)
     doc["warnings"] = warnings
     return doc
+
+
+def _flow_start(attempt: _Attempt) -> float:
+    """Time zero of the step: when ``attempt``'s data connection is up (the flow's start).
+
+    Waited for as long as the client runs; a client that ends unseen gives its
+    start plus :data:`DEFAULT_SETUP_S` (the step's loop starts a new one).
+    """
+    while attempt.connected_mono is None and attempt.proc.poll() is None:
+        time.sleep(CONNECT_POLL_S)
+    if attempt.connected_mono is not None:
+        return attempt.connected_mono
+    return attempt.started_mono + DEFAULT_SETUP_S
 
 
 def _try(errors: List[str], fn: Callable[[], object]) -> None:

@@ -11,6 +11,11 @@ routing does. The TCP flow uses cubic: BBR (the hosts' default here) keeps
 the 4 ms minimum RTT of the direct path for 10 s after a failover to the
 40 ms transit and collapses to ~5 Mbit/s meanwhile (measured; docs/events.md).
 
+An event fires from a thread, so it can be no more punctual than this machine
+wakes a thread: its lateness is allowed ``EVENT_LATE_S`` plus the worst
+wake-up lateness measured during the same timeline (``helpers.WakeupLateness``;
+a fraction of a millisecond on hardware, ~10 ms in a loaded VM without KVM).
+
 Oracles independent of the code under test: ``ip -json route`` /
 ``ip -json link`` / ``tc class show`` read in the namespaces while the events
 are in force (from the progress callback, which runs within 50 ms of each
@@ -43,10 +48,55 @@ DURATION_S = 8.0
 CONGESTION = {"delay": "40ms", "jitter": "5ms", "loss": "1%"}
 #: After an event, the flow is back to this share of its throughput before it.
 RECOVERED = 0.75
+#: An event fires within this of its plan, plus the machine's measured wake-up lateness.
+EVENT_LATE_S = 0.005
+
+
+def _rate_mbps(link: str) -> float:
+    return float(LINKS[link]["rate"].removesuffix("Mbit"))
 
 
 def _lab(lab_factory, name):
     return lab_factory.create("multicloud", name, params=PARAMS, links=LINKS)
+
+
+def _steadiness(doc, t_e: float, hold_s: float = 1.0) -> float:
+    """The lowest share of its median the flow kept over any ``hold_s`` window before ``t_e``.
+
+    Measured on the same flow before the event: a link-limited flow keeps ~0.9 or more
+    (hardware); a CPU-bound one in a loaded VM without KVM wobbles to 0.4-0.8.
+    """
+    before = [s for s in doc["throughput"] if s["t_s"] < t_e and s["t_s"] >= 0.5]  # past slow start
+    ref = statistics.median(s["mbps"] for s in before)
+    if ref <= 0:
+        return 1.0
+    worst = 1.0
+    for s in before:
+        window = [x["mbps"] for x in before if s["t_s"] <= x["t_s"] < s["t_s"] + hold_s - 1e-9]
+        if s["t_s"] + hold_s <= t_e + 1e-9 and window:
+            worst = min(worst, min(window) / ref)
+    return worst
+
+
+def _recovery_as_steady_as_before(doc, default_fraction: float = 0.8):
+    """The analysis again, with recovery judged against what the flow held before the
+    first event (``_steadiness``) where that is below ``default_fraction``: a flow that
+    never held 80 % of its median for a second cannot be asked to after the event."""
+    from testbed.events.timeline import analyse
+
+    fraction = min(default_fraction, _steadiness(doc, doc["events"][0]["actual_s"]))
+    again = analyse(doc["throughput"], doc["rtt"], doc["events"], doc["duration_s"],
+                    recover_fraction=fraction)
+    return again["events"], fraction
+
+
+def _assert_on_time(doc, late) -> None:
+    """Every event fired within EVENT_LATE_S of its plan plus the worst wake-up lateness seen."""
+    allowed_s = EVENT_LATE_S + late.quantile_ms(1.0) / 1000.0
+    lateness = [round(r["actual_s"] - r["planned_s"], 4) for r in doc["events"]]
+    assert all(0.0 <= x <= allowed_s for x in lateness), (
+        f"events fired {lateness} s after their plan; allowed {allowed_s:.4f} s "
+        f"({EVENT_LATE_S} s + the worst {late})")
 
 
 def _routes(lab, node):
@@ -105,8 +155,7 @@ def _transit_tail_band_mbps(doc, recovered_s: float):
     segments per round trip. Below the transit's bandwidth-delay product the
     queue is empty, so the rate is window x MSS / RTT_transit.
     """
-    rate_mbps = float(LINKS["cw-gcp-transit"]["rate"].removesuffix("Mbit"))
-    goodput_mbps = rate_mbps * MSS_BYTES / (1500 + 14)
+    goodput_mbps = _rate_mbps("cw-gcp-transit") * MSS_BYTES / (1500 + 14)
     rtt_direct_s = 2 * _delay_s(LINKS["cw-gcp"]["delay"])
     rtt_transit_s = 4 * _delay_s(LINKS["cw-gcp-transit"]["delay"])
     before = statistics.median(s["mbps"] for s in doc["throughput"] if 1.0 <= s["t_s"] < 2.0)
@@ -133,15 +182,16 @@ def test_failover_moves_traffic_to_transit_and_everything_comes_back(lab_factory
             seen["gcp-r"] = _routes(lab, "gcp-r")
 
     t0 = time.monotonic()
-    doc = run_timeline(lab, "cw-h1", "gcp-h1", DURATION_S, 0.1,
-                       [{"at_s": 2, "link_down": "cw-gcp"}, {"at_s": 3, "failover": "cw-gcp"}],
-                       progress, congestion="cubic")
+    with helpers.WakeupLateness() as late:
+        doc = run_timeline(lab, "cw-h1", "gcp-h1", DURATION_S, 0.1,
+                           [{"at_s": 2, "link_down": "cw-gcp"}, {"at_s": 3, "failover": "cw-gcp"}],
+                           progress, congestion="cubic")
     took = time.monotonic() - t0
     info = _show(doc)
     print(info)
 
     # the events fired on time, and the kernel saw them while they were in force
-    assert [round(r["actual_s"] - r["planned_s"], 2) for r in doc["events"]] == [0.0, 0.0], info
+    _assert_on_time(doc, late)
     assert seen["bridge"] == "DOWN"
     gcp_net = str(ipaddress.IPv4Interface(
         lab.doc["plan"]["nodes"]["gcp-h1"]["intfs"][0]["address"]).network)
@@ -182,13 +232,16 @@ def test_link_down_two_seconds_then_up(lab_factory):
     info = _show(doc)
     print(info)
     (cut,) = doc["analysis"]
+    (steady_cut,), fraction = _recovery_as_steady_as_before(doc)
+    print(f"recovery judged at {fraction:.2f} of the flow's median (its steadiness before the cut)")
     assert [r["kind"] for r in doc["events"]] == ["link_down", "link_up"]
     assert 1.8 <= cut["probe_outage_s"] <= 2.3, info  # the probes see the cut itself
     assert 2.0 <= cut["outage_start_s"] <= 2.3, info
     # TCP resumes after the link is up again, at its next retransmission (backoff)
     assert 4.0 <= cut["outage_end_s"] <= 6.5, info
     assert 1.8 <= cut["outage_s"] <= 4.5, info
-    assert cut["time_to_recover_s"] is not None and 2.0 <= cut["time_to_recover_s"] <= 5.0, info
+    recover_s = steady_cut["time_to_recover_s"]
+    assert recover_s is not None and 2.0 <= recover_s <= 5.0, (fraction, info)
     # back to what the flow carried before the cut (measured, not the 200 Mbit/s
     # configured: a VM without KVM carries 50-100 Mbit/s; shaping accuracy is
     # test_shaping_accuracy's); on hardware "before" is ~200 Mbit/s

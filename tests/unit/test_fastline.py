@@ -269,3 +269,13 @@ def test_engine_feed_ring_push_and_level():
         eng.push(0, array("q", [1]), array("B", [0, 0]), array("I", [0]))
     stats = eng.stats()
     assert stats["queues"][0]["received"] == 0 and len(stats["queues"][0]["late_counts"]) == BINS + 1
+
+
+def test_feeder_reordered_packets_skip_the_delay():
+    """netem's reorder: the reordered share is sent at once (delay 0), the rest keep theirs."""
+    n = 20_000
+    delays, flags, _ = fast.ModelFeeder(_qcfg(delay_ms=10, reorder_pct=10)).draw(n)
+    reordered = [d for d, f in zip(delays, flags) if f & _fastline.FLAG_REORDER]
+    kept = [d for d, f in zip(delays, flags) if not f & _fastline.FLAG_REORDER]
+    assert reordered and set(reordered) == {0}
+    assert set(kept) == {10_000_000}
