@@ -20,7 +20,6 @@ A failure at any step runs the lab's teardown, which reaches every machine
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,21 +27,12 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from testbed.cluster import control, slicing, standin, underlay
 from testbed.cluster.machines import Machine, node_machines, place_sites, sites_of
-from testbed.lab import addressing, guard, procs, state, teardown
-from testbed.lab.lab import VALIDATION_BLOCK, Lab, check_host_sysctls, require_root
-from testbed.lab.naming import check_lab_name
-from testbed.lab.plan import make_plan
-from testbed.scale import check_scale
-from testbed.shaping import backends
-from testbed.topologies import build_topology, canonical_topology
+from testbed.lab import guard, procs, state, teardown
+from testbed.lab.lab import Lab, claim_plan, new_state_doc, validate_inputs
 
 __all__ = ["create_cluster_lab", "DEFAULT_STANDINS"]
 
 DEFAULT_STANDINS = ("m1", "m2")
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _machine_names(machines: Sequence[Machine], placement: Mapping[str, str]) -> List[str]:
@@ -74,21 +64,12 @@ def create_cluster_lab(
     underlay_tcp: bool = True,
 ) -> Lab:
     """A lab whose sites run on ``machines`` (none: one-box stand-ins named by ``placement``)."""
-    check_lab_name(name)
-    topology = canonical_topology(topology)
-    topo = build_topology(topology, params or {})
-    sysctls = check_host_sysctls(host_sysctls or {})
-    scale = check_scale(scale)
-    backends.check_name(backend)
-    draft = make_plan(topo, name, addressing.check_syntax(block) if block else VALIDATION_BLOCK,
-                      links or {}, strict_links=strict_links)
+    inputs = validate_inputs(topology, name, params, links, block, backend, host_sysctls,
+                             strict_links, scale)
     names = _machine_names(machines, placement or {})
-    site_machine = place_sites(sites_of(draft), names, placement)
-    require_root()
-    delay_backend = backends.select(backend)
-    others = [d.get("block") for d in (state.read_state(n) for n in state.lab_names()) if d and d.get("block")]
-    block = addressing.check_block(block, others) if block else addressing.choose_block(others)
-    plan = make_plan(topo, name, block, links or {}, strict_links=strict_links)
+    site_machine = place_sites(sites_of(inputs.draft), names, placement)
+    delay_backend, plan = claim_plan(inputs, name, block, links, backend, strict_links)
+    block, sysctls, scale = plan.block, inputs.sysctls, inputs.scale
     where = node_machines(plan, site_machine)
     for link in slicing.cross_links(plan, where):
         link.wire = None  # its wire is two halves, one per machine (slicing.half_wire)
@@ -103,14 +84,7 @@ def create_cluster_lab(
         else {n: "/run/testbed/.machines/" + n for n in names},
         "control_dir": control_dir, "onebox": None, "known_hosts": None, "underlay": [],
     }
-    owner = {"pid": owner_pid, "start": procs.start_time(owner_pid)} if owner_pid is not None else None
-    doc = {
-        "lab": name, "status": "creating", "created_at": _now(), "owner": owner,
-        "creator": {"pid": os.getpid(), "start": procs.start_time(os.getpid())},
-        "topology": topology, "params": dict(params or {}), "block": block,
-        "backend": delay_backend.name, "host_sysctls": sysctls, "scale": scale,
-        "plan": plan.to_dict(), "procs": [], "cluster": cluster,
-    }
+    doc = {**new_state_doc(inputs, name, params, delay_backend, plan, owner_pid), "cluster": cluster}
     state.create_lab_dir(name, doc)
     records: List[procs.ProcRecord] = []
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import os
+from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional
 
 from testbed.errors import EnvironmentProblem, InputError
@@ -29,7 +30,7 @@ from testbed.shaping.htb import apply_egress, host_gso_max_bytes
 from testbed.shaping.userspace import check_alive, read_stats
 from testbed.topologies import build_topology, canonical_topology
 
-__all__ = ["Lab", "require_root"]
+__all__ = ["Lab", "LabInputs", "require_root", "validate_inputs", "claim_plan", "new_state_doc"]
 
 # Any block big enough: used only to validate a plan before the real block is chosen.
 VALIDATION_BLOCK = "10.0.0.0/8"
@@ -61,6 +62,56 @@ def check_host_sysctls(values: Mapping[str, object]) -> Dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class LabInputs:
+    """A lab's arguments once checked (no root needed): see :func:`validate_inputs`."""
+
+    topology: str
+    topo: object
+    sysctls: Dict[str, str]
+    scale: float
+    draft: LabPlan  # the plan on the validation block: every input error raised by now
+
+
+def validate_inputs(topology, name, params, links, block, backend, host_sysctls,
+                    strict_links, scale) -> LabInputs:
+    """Every input checked before the machine is touched (errors exit 2, before exit 3's)."""
+    check_lab_name(name)
+    topology = canonical_topology(topology)  # a topology file: its absolute path is kept
+    topo = build_topology(topology, params or {})
+    sysctls = check_host_sysctls(host_sysctls or {})
+    scale = check_scale(scale)
+    backends.check_name(backend)
+    draft = make_plan(topo, name, addressing.check_syntax(block) if block else VALIDATION_BLOCK,
+                      links or {}, strict_links=strict_links)
+    return LabInputs(topology, topo, sysctls, scale, draft)
+
+
+def claim_plan(inputs: LabInputs, name, block, links, backend, strict_links):
+    """Root, the delay backend, and the plan on a block no other lab uses."""
+    require_root()
+    delay_backend = backends.select(backend)
+    others = [d.get("block") for d in (state.read_state(n) for n in state.lab_names())
+              if d and d.get("block")]
+    block = addressing.check_block(block, others) if block else addressing.choose_block(others)
+    return delay_backend, make_plan(inputs.topo, name, block, links or {}, strict_links=strict_links)
+
+
+def new_state_doc(inputs: LabInputs, name, params, delay_backend, plan: LabPlan,
+                  owner_pid: Optional[int]) -> dict:
+    """The state document a lab is created with (status "creating")."""
+    owner = None
+    if owner_pid is not None:
+        owner = {"pid": owner_pid, "start": procs.start_time(owner_pid)}
+    return {
+        "lab": name, "status": "creating", "created_at": _now(), "owner": owner,
+        "creator": {"pid": os.getpid(), "start": procs.start_time(os.getpid())},
+        "topology": inputs.topology, "params": dict(params or {}), "block": plan.block,
+        "backend": delay_backend.name, "host_sysctls": inputs.sysctls, "scale": inputs.scale,
+        "plan": plan.to_dict(), "procs": [],
+    }
+
+
 class Lab:
     def __init__(self, name: str, doc: dict):
         self.name = name
@@ -85,33 +136,12 @@ class Lab:
     ) -> "Lab":
         # 1. validate everything before touching the machine
         # (input errors -- exit 2 -- come before environment checks -- exit 3)
-        check_lab_name(name)
-        topology = canonical_topology(topology)  # a topology file: its absolute path is kept
-        topo = build_topology(topology, params or {})
-        sysctls = check_host_sysctls(host_sysctls or {})
-        scale = check_scale(scale)
-        backends.check_name(backend)
-        make_plan(topo, name, addressing.check_syntax(block) if block else VALIDATION_BLOCK,
-                  links or {}, strict_links=strict_links)
-        require_root()
-        delay_backend = backends.select(backend)
-        others = [d.get("block") for d in (state.read_state(n) for n in state.lab_names())
-                  if d and d.get("block")]
-        block = addressing.check_block(block, others) if block else addressing.choose_block(others)
-        plan = make_plan(topo, name, block, links or {}, strict_links=strict_links)
-
+        inputs = validate_inputs(topology, name, params, links, block, backend, host_sysctls,
+                                 strict_links, scale)
+        delay_backend, plan = claim_plan(inputs, name, block, links, backend, strict_links)
         # 2. claim the name and record intent before creating anything
-        owner = None
-        if owner_pid is not None:
-            owner = {"pid": owner_pid, "start": procs.start_time(owner_pid)}
-        doc = {
-            "lab": name, "status": "creating", "created_at": _now(), "owner": owner,
-            "creator": {"pid": os.getpid(), "start": procs.start_time(os.getpid())},
-            "topology": topology, "params": dict(params or {}), "block": block,
-            "backend": delay_backend.name, "host_sysctls": sysctls, "scale": scale,
-            "plan": plan.to_dict(), "procs": [],
-        }
-        return cls._build(name, plan, doc, delay_backend, sysctls, scale, seed)
+        doc = new_state_doc(inputs, name, params, delay_backend, plan, owner_pid)
+        return cls._build(name, plan, doc, delay_backend, inputs.sysctls, inputs.scale, seed)
 
     @classmethod
     def _build(cls, name: str, plan: LabPlan, doc: dict, delay_backend, sysctls: Mapping[str, str],
