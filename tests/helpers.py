@@ -410,7 +410,8 @@ class Baseline:
 
     def rtt_bounds(self, configured_rtt_ms: float, tolerance_ms: float,
                    late: Optional["WakeupLateness"] = None,
-                   unshaped: Optional[Sequence[float]] = None) -> Tuple[float, float, float]:
+                   unshaped: Optional[Sequence[float]] = None,
+                   samples: Optional[int] = None) -> Tuple[float, float, float]:
         """(expected, low, high) for a mean RTT: configured + baseline.
 
         Low: configured + the lowest unshaped RTT seen, less the tolerance (a delay
@@ -421,16 +422,22 @@ class Baseline:
         else the timer slack measured at rest. ``unshaped``: RTT samples of the
         unshaped path taken at the same time as the judged ones (the machine's
         load changes within seconds): their mean and minimum stand for the
-        baseline's. On hardware all of these are hundredths of a millisecond
-        and the tight bounds stand."""
+        baseline's. ``samples``: how many RTTs the judged mean averages; upward
+        also three standard errors of that mean from the lateness's own spread
+        (two delay elements per RTT, each late by an independent draw with the
+        stdev :meth:`WakeupLateness.at_random_time_ms` measured): a 20-ping
+        mean in which one reply sat out a 10 ms stall is 0.5 ms high, by
+        chance, not by a fault. On hardware all of these are hundredths of a
+        millisecond and the tight bounds stand."""
         if unshaped:
             expected, floor = configured_rtt_ms + mean(unshaped), min(unshaped)
         else:
             expected = configured_rtt_ms + self.rtt_ms
             floor = self.rtt_min_ms if self.rtt_min_ms is not None else self.rtt_ms - self.spread_ms
-        late_ms = late.at_random_time_ms()[0] if late is not None else self.slack_ms
+        late_ms, late_sd = late.at_random_time_ms() if late is not None else (self.slack_ms, 0.0)
+        chance_ms = 3.0 * math.sqrt(2.0) * late_sd / math.sqrt(samples) if samples else 0.0
         return (expected, configured_rtt_ms + floor - tolerance_ms,
-                expected + tolerance_ms + self.spread_ms + 2 * late_ms)
+                expected + tolerance_ms + self.spread_ms + 2 * late_ms + chance_ms)
 
     def __str__(self) -> str:
         owd = "" if self.owd_stdev_ms is None else f", one-way delay stdev {self.owd_stdev_ms:.3f} ms"

@@ -142,7 +142,8 @@ def test_ping_rtt_matches_configured_delay(lab_factory, link_baseline, delay_ms)
         return helpers.mean(samples), (
             f"(min {min(samples):.2f}, max {max(samples):.2f} ms, n={len(samples)}; unshaped "
             f"meanwhile: mean {helpers.mean(unshaped):.3f}, min {min(unshaped):.3f} ms; {late})"), \
-            link_baseline.rtt_bounds(2.0 * delay_ms, DELAY_TOLERANCE_MS, late, unshaped)
+            link_baseline.rtt_bounds(2.0 * delay_ms, DELAY_TOLERANCE_MS, late, unshaped,
+                                   samples=len(samples))
 
     helpers.judge_repeated(f"ping RTT over a {delay_ms} ms one-way link ({link_baseline})",
                            measure, unit=" ms")

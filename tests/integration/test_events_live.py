@@ -275,7 +275,13 @@ def test_congestion_episode_raises_rtt_and_it_returns(lab_factory):
     # 40 ms more each way: about 80 ms more RTT during, back to the direct path's after
     assert rtt["during"] >= rtt["before"] + 60.0, info
     assert rtt["after"] <= rtt["before"] + 15.0, info
-    assert episode["throughput_mbps"]["after"] >= RECOVERED * episode["throughput_mbps"]["before"], info
+    # it returns: the window after the restore carries more than the episode did, and
+    # the flow ends back at RECOVERED of what it carried before (its last second, as
+    # in the cut test: the window's mean also holds the regrowth after 1 % loss, whose
+    # length is cubic's on this machine's CPU, not what the event asks)
+    mbps = episode["throughput_mbps"]
+    assert mbps["after"] > mbps["during"], info
+    assert _tail_median(doc) >= RECOVERED * mbps["before"], info
     assert [c["rate_bps"] for c in seen["classes"] if c["kind"] == "htb"] == [100_000_000]
     assert [c["rate_bps"] for c in helpers.tc_classes(wire, "port-b") if c["kind"] == "htb"] \
         == [200_000_000]

@@ -184,17 +184,20 @@ def _rtt_avg_ms(output: str) -> float:
 def test_ping_rtt_is_twice_the_delay(pair):
     """Twice the delay plus what the machine adds: the same pair's RTT before netem and
     its spread, and upward the wake-up lateness measured during each ping run (netem's
-    timer fires that late; helpers.Baseline; hundredths of a ms on hardware)."""
+    timer fires that late) with three standard errors of the mean from its spread
+    (helpers.Baseline.rtt_bounds; hundredths of a ms on hardware)."""
     delay_ms = 5.0
     pair.ping(count=2, interval_s=0.05)  # ARP
     baseline = helpers.measure_baseline(lambda: _rtt_avg_ms(pair.ping(count=20, interval_s=0.05)))
     for side in ("a", "b"):
         pair.apply(side, LinkProfile(delay_ms=delay_ms))
 
+    count = 50
+
     def measure():
         with helpers.WakeupLateness() as late:
-            rtt_ms = _rtt_avg_ms(pair.ping(count=20, interval_s=0.05))
-        return rtt_ms, str(late), baseline.rtt_bounds(2 * delay_ms, 0.3, late)
+            rtt_ms = _rtt_avg_ms(pair.ping(count=count, interval_s=0.05))
+        return rtt_ms, str(late), baseline.rtt_bounds(2 * delay_ms, 0.3, late, samples=count)
 
     helpers.judge_repeated(f"ping mean RTT over netem delay {delay_ms:g} ms ({baseline})",
                            measure, unit=" ms")

@@ -97,3 +97,18 @@ def test_rtt_bounds_from_the_unshaped_path_pinged_meanwhile():
     late = _late([0.0] * 10)
     expected, low, high = base.rtt_bounds(80.0, 0.3, late, unshaped=[1.0, 2.0, 3.0])
     assert (expected, low, high) == pytest.approx((82.0, 80.7, 82.4))
+
+
+def test_rtt_bound_allows_three_standard_errors_of_the_mean_from_the_lateness_spread():
+    # one 10 ms stall among ordinary wake-ups: a mean of few RTTs may catch it by chance
+    late = _late([0.3] * 99 + [10.0])
+    _mean, sd = late.at_random_time_ms()
+    base = helpers.Baseline(rtt_ms=0.4, spread_ms=0.0, slack_ms=0.2, rtt_min_ms=0.35)
+    without = base.rtt_bounds(10.0, 0.3, late)[2]
+    with_20 = base.rtt_bounds(10.0, 0.3, late, samples=20)[2]
+    with_80 = base.rtt_bounds(10.0, 0.3, late, samples=80)[2]
+    assert with_20 - without == pytest.approx(3 * math.sqrt(2) * sd / math.sqrt(20))
+    assert with_80 - without == pytest.approx((with_20 - without) / 2)  # 1/sqrt(n)
+    # a machine that wakes on time (no spread) gains nothing from it
+    steady = _late([0.0] * 100)
+    assert base.rtt_bounds(10.0, 0.3, steady, samples=20) == base.rtt_bounds(10.0, 0.3, steady)
