@@ -158,9 +158,11 @@ def test_flagship_quick_and_artifacts():
     assert len(set(names)) == len(names), "artifact names must differ"
 
 
-def test_ci_run_script_is_still_the_readme_command():
-    # .ci/run stays the README's test command (the workflow adds sudo)
+def test_ci_run_script_is_still_the_readme_command_then_the_stock_kernel_lane():
+    # .ci/run stays the README's test command (the workflow adds sudo), then
+    # the lane the README documents beside it (issue 14: CI runs it after test)
     lines = [l for l in (ROOT / ".ci" / "run").read_text().splitlines()
              if l.strip() and not l.startswith("#") and not l.startswith("set ")
              and not l.startswith("cd ")]
-    assert lines == [_readme_test_command().replace("sudo ", "")]
+    assert lines == [_readme_test_command().replace("sudo ", ""), "./setup.sh vmtest"]
+    assert "sudo ./setup.sh vmtest" in (ROOT / "README.md").read_text()
