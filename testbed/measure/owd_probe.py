@@ -17,9 +17,17 @@ Two subcommands, each run inside a lab node's namespace:
 A probe's UDP payload is ``size_bytes`` long (at least 20) and starts with
 ``b"TBOW"``, the sequence number, the count and the send time from
 ``clock_gettime_ns(CLOCK_MONOTONIC)``, all big-endian. Network namespaces share
-the monotonic clock, so ``receive time - send time`` is the exact one-way delay
-(including the sender's and receiver's user-space scheduling, a few tens of
-microseconds).
+the monotonic clock, so ``receive time - send time`` is the one-way delay.
+
+The receive time is the kernel's (``SO_TIMESTAMPNS``: stamped when the packet
+reached the socket), not the moment this receiver woke to read it: a receiver
+woken late (a loaded machine, a VM without KVM: milliseconds) would add its
+own lateness to every delay and to the jitter. The kernel stamps with the
+real-time clock; each stamp is moved onto the monotonic clock by the offset
+between the two read right after it (constant unless the clock is stepped in
+those microseconds). Where a packet carries no stamp the receiver's own
+reading stands in, and the result says which (``receive_stamp``: ``kernel``,
+``user`` or ``mixed``). The send time is taken just before ``sendto``.
 """
 
 from __future__ import annotations
@@ -41,10 +49,36 @@ __all__ = ["HEADER", "MAGIC", "encode_probe", "decode_probe", "analyze", "main"]
 MAGIC = b"TBOW"
 HEADER = struct.Struct("!4sIIQ")  # magic, seq, count, send_ns
 _CLOCK = time.CLOCK_MONOTONIC
+#: SO_TIMESTAMPNS (= its SCM_ type) from asm-generic/socket.h; Python's socket lacks it
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")  # struct timespec on a 64-bit kernel: tv_sec, tv_nsec
+_CMSG_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 def _now_ns() -> int:
     return time.clock_gettime_ns(_CLOCK)
+
+
+def kernel_stamp_ns(ancdata) -> Optional[int]:
+    """The kernel's receive time (real-time clock, ns) in ``recvmsg`` ancillary data, or None."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return sec * 1_000_000_000 + nsec
+    return None
+
+
+def receive_time_ns(ancdata) -> Tuple[int, bool]:
+    """(receive time on the monotonic clock, whether the kernel stamped it).
+
+    The kernel's real-time stamp less the real-time minus monotonic offset read
+    now; without a stamp, the monotonic clock now.
+    """
+    stamp = kernel_stamp_ns(ancdata)
+    mono = _now_ns()
+    if stamp is None:
+        return mono, False
+    return stamp - (time.clock_gettime_ns(time.CLOCK_REALTIME) - mono), True
 
 
 def encode_probe(seq: int, count: int, send_ns: int, size_bytes: int) -> bytes:
@@ -118,8 +152,13 @@ def _receive(args: argparse.Namespace) -> Dict:
     seen: set = set()
     foreign = 0
     highest = -1
+    stamped = unstamped = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass  # no kernel stamps: every receive time is the receiver's own
         sock.bind((args.bind, args.port))
         print("ready", flush=True)
         deadline_ns = (
@@ -145,19 +184,23 @@ def _receive(args: argparse.Namespace) -> Dict:
                 deadline_ns = min(deadline_ns, _now_ns() + grace_ns)
             if sock.fileno() not in readable:
                 continue
-            payload = sock.recv(65535)
-            recv_ns = _now_ns()
+            payload, ancdata, _flags, _addr = sock.recvmsg(65535, _CMSG_BYTES)
+            recv_ns, by_kernel = receive_time_ns(ancdata)
+            now_ns = _now_ns()
             probe = decode_probe(payload)
             if probe is None or probe[0] >= args.count:
                 foreign += 1
                 continue
             seq, _count, send_ns = probe
             arrivals.append((seq, send_ns, recv_ns))
+            stamped += by_kernel
+            unstamped += not by_kernel
             seen.add(seq)
             highest = max(highest, seq)
-            deadline_ns = recv_ns + (args.count - 1 - highest) * interval_ns + grace_ns
+            deadline_ns = now_ns + (args.count - 1 - highest) * interval_ns + grace_ns
     result = analyze(arrivals, args.count)
     result["foreign"] = foreign
+    result["receive_stamp"] = ("kernel" if not unstamped else "user" if not stamped else "mixed")
     result["interval_ms"] = args.interval_ms
     return result
 

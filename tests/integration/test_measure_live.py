@@ -130,6 +130,8 @@ def test_owd_one_direction(lab):
     owd = result["one_way_delay_ms"]
     assert 0 < owd["min"] and owd["p50"] < 2.0, owd
     assert result["jitter_ms"] < 1.0
+    # the kernel's arrival time, not the receiver's wake-up (owd_probe: SO_TIMESTAMPNS)
+    assert result["receive_stamp"] == "kernel"
 
 
 def test_owd_both_directions_at_once(lab):

@@ -192,3 +192,38 @@ def test_receiver_stops_a_grace_period_after_stdin_closes():
         if recv.poll() is None:
             recv.kill()
             recv.wait()
+
+
+def test_kernel_receive_stamp_is_read_from_the_ancillary_data():
+    import socket
+    import struct
+
+    from testbed.measure import owd_probe
+
+    stamp = struct.pack("@qq", 1_700_000_000, 123_456_789)
+    other = (socket.SOL_SOCKET, owd_probe.SO_TIMESTAMPNS + 1, b"\0" * 16)
+    ours = (socket.SOL_SOCKET, owd_probe.SO_TIMESTAMPNS, stamp)
+    assert owd_probe.kernel_stamp_ns([other, ours]) == 1_700_000_000_123_456_789
+    assert owd_probe.kernel_stamp_ns([other]) is None
+    assert owd_probe.kernel_stamp_ns([(socket.SOL_SOCKET, owd_probe.SO_TIMESTAMPNS, b"\0" * 8)]) is None
+
+
+def test_kernel_stamp_moves_onto_the_monotonic_clock():
+    """A packet the kernel stamped 3 ms ago is received 3 ms ago on the monotonic clock,
+    however late the receiver read it; without a stamp the receiver's own time stands."""
+    import socket
+    import struct
+    import time
+
+    from testbed.measure import owd_probe
+
+    three_ms_ago = time.clock_gettime_ns(time.CLOCK_REALTIME) - 3_000_000
+    anc = [(socket.SOL_SOCKET, owd_probe.SO_TIMESTAMPNS,
+            struct.pack("@qq", three_ms_ago // 1_000_000_000, three_ms_ago % 1_000_000_000))]
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    got, by_kernel = owd_probe.receive_time_ns(anc)
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    assert by_kernel
+    assert before - 3_000_000 - 1_000_000 <= got <= after - 3_000_000 + 1_000_000
+    got, by_kernel = owd_probe.receive_time_ns([])
+    assert not by_kernel and before <= got <= time.clock_gettime_ns(time.CLOCK_MONOTONIC)
