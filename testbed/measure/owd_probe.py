@@ -27,7 +27,7 @@ real-time clock; each stamp is moved onto the monotonic clock by the offset
 between the two read right after it (constant unless the clock is stepped in
 those microseconds). Where a packet carries no stamp the receiver's own
 reading stands in, and the result says which (``receive_stamp``: ``kernel``,
-``user`` or ``mixed``). The send time is taken just before ``sendto``.
+``user`` or ``mixed``; absent when no probe arrived). The send time is taken just before ``sendto``.
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ def _receive(args: argparse.Namespace) -> Dict:
             deadline_ns = now_ns + (args.count - 1 - highest) * interval_ns + grace_ns
     result = analyze(arrivals, args.count)
     result["foreign"] = foreign
-    result["receive_stamp"] = ("kernel" if not unstamped else "user" if not stamped else "mixed")
+    if arrivals:  # nothing received: no one's clock to name
+        result["receive_stamp"] = ("kernel" if not unstamped else "user" if not stamped else "mixed")
     result["interval_ms"] = args.interval_ms
     return result
 
