@@ -434,8 +434,8 @@ class Baseline:
         else:
             expected = configured_rtt_ms + self.rtt_ms
             floor = self.rtt_min_ms if self.rtt_min_ms is not None else self.rtt_ms - self.spread_ms
-        late_ms, late_sd = late.at_random_time_ms() if late is not None else (self.slack_ms, 0.0)
-        chance_ms = 3.0 * math.sqrt(2.0) * late_sd / math.sqrt(samples) if samples else 0.0
+        late_ms = late.at_random_time_ms()[0] if late is not None else self.slack_ms
+        chance_ms = 3.0 * late.mean_error_ms(2, samples) if late is not None and samples else 0.0
         return (expected, configured_rtt_ms + floor - tolerance_ms,
                 expected + tolerance_ms + self.spread_ms + 2 * late_ms + chance_ms)
 
@@ -529,6 +529,12 @@ class WakeupLateness:
         m2 /= span
         return m1, math.sqrt(max(m2 - m1 * m1, 0.0))
 
+    def mean_error_ms(self, elements: int, samples: int) -> float:
+        """Standard error, in ms, of a mean of ``samples`` figures that each pass ``elements``
+        delay elements, each late by an independent draw at a random time
+        (:meth:`at_random_time_ms`'s stdev)."""
+        return self.at_random_time_ms()[1] * math.sqrt(elements / samples)
+
     def quantile_ms(self, q: float) -> float:
         ordered = sorted(self.samples_ms)
         return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else 0.0
@@ -557,6 +563,16 @@ def measure_baseline(rtt_ms: Callable[[], object], runs: int = 3) -> Baseline:
     means.sort()
     return Baseline(rtt_ms=means[len(means) // 2], spread_ms=means[-1] - means[0],
                     slack_ms=timer_slack_ms(), rtt_min_ms=min(lows) if lows else None)
+
+
+def in_band_or_flagged(values: Sequence[float], verdicts: Sequence[str], low: float,
+                       high: float) -> Tuple[int, int]:
+    """(samples in [low, high], samples in it or flagged): a sample out of band is honest
+    only when its own verdict (testbed/collectives/verdict.py) is not ``pass``, i.e. says
+    the machine distorted it."""
+    inside = sum(low <= v <= high for v in values)
+    honest = sum(low <= v <= high or verdict != "pass" for v, verdict in zip(values, verdicts))
+    return inside, honest
 
 
 def judge_repeated(

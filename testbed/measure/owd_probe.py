@@ -68,14 +68,16 @@ def kernel_stamp_ns(ancdata) -> Optional[int]:
     return None
 
 
-def receive_time_ns(ancdata) -> Tuple[int, bool]:
+def receive_time_ns(ancdata, mono: Optional[int] = None) -> Tuple[int, bool]:
     """(receive time on the monotonic clock, whether the kernel stamped it).
 
     The kernel's real-time stamp less the real-time minus monotonic offset read
-    now; without a stamp, the monotonic clock now.
+    now (``mono``: the monotonic clock just read, else read here); without a
+    stamp, the monotonic clock now.
     """
     stamp = kernel_stamp_ns(ancdata)
-    mono = _now_ns()
+    if mono is None:
+        mono = _now_ns()
     if stamp is None:
         return mono, False
     return stamp - (time.clock_gettime_ns(time.CLOCK_REALTIME) - mono), True
@@ -185,8 +187,8 @@ def _receive(args: argparse.Namespace) -> Dict:
             if sock.fileno() not in readable:
                 continue
             payload, ancdata, _flags, _addr = sock.recvmsg(65535, _CMSG_BYTES)
-            recv_ns, by_kernel = receive_time_ns(ancdata)
             now_ns = _now_ns()
+            recv_ns, by_kernel = receive_time_ns(ancdata, now_ns)
             probe = decode_probe(payload)
             if probe is None or probe[0] >= args.count:
                 foreign += 1

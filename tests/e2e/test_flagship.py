@@ -87,11 +87,11 @@ def test_transit_rtt_exceeds_direct_by_the_configured_difference(flagship_run):
     tolerance = scenario["fidelity"]["rtt_tolerance_pct"] / 100.0
     direct, transit = helpers.variant(doc, by_path["direct"]), helpers.variant(doc, by_path["transit"])
     extra_elements = 2 * scenario["params"]["transit_hops"]
-    late_ms, late_sd = late.at_random_time_ms()
-    counts = [v["ping"]["rtt_ms"]["count"] for v in (direct, transit)]
+    late_ms = late.at_random_time_ms()[0]
     # each mean's standard error from the lateness spread of its elements per round trip
-    elements = [2, 2 + extra_elements]
-    chance_ms = 3.0 * late_sd * math.sqrt(sum(e / n for e, n in zip(elements, counts)))
+    errors = [late.mean_error_ms(elements, v["ping"]["rtt_ms"]["count"])
+              for elements, v in ((2, direct), (2 + extra_elements, transit))]
+    chance_ms = 3.0 * math.hypot(*errors)
     machine_ms = extra_elements * late_ms + chance_ms
     low, high = configured * (1 - tolerance), configured * (1 + tolerance) + machine_ms
     measured = transit["ping"]["rtt_ms"]["mean"] - direct["ping"]["rtt_ms"]["mean"]

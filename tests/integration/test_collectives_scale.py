@@ -50,7 +50,7 @@ from testbed.collectives.table import format_table
 from testbed.lab import state, teardown
 from testbed.lab.lab import Lab
 
-import helpers  # noqa: F401  (tests/helpers.py on the path via conftest.py)
+import helpers  # tests/helpers.py, on the path via conftest.py
 
 pytestmark = [
     pytest.mark.integration,
@@ -132,9 +132,8 @@ def _bands(lab, gpus_per_host: int, title: str) -> None:
     for size, samples_ in samples.items():
         ratios = [m / model for m, model, _, _ in samples_]
         verdicts = [v for _, _, _, v in samples_]
-        inside = sum(BAND[0] <= r <= BAND[1] for r in ratios)
         # out of band is honest only when the row's own verdict said the machine distorted it
-        honest = sum(BAND[0] <= r <= BAND[1] or v != "pass" for r, v in zip(ratios, verdicts))
+        inside, honest = helpers.in_band_or_flagged(ratios, verdicts, *BAND)
         print(f"{title}, {size // MIB} MiB: expected (model) {samples_[0][1]:.0f} us, measured "
               + ", ".join(f"{m:.0f}" for m, _, _, _ in samples_) + " us, ratios "
               + ", ".join(f"{r:.2f}" for r in ratios) + " (engine CPU share "
