@@ -24,8 +24,12 @@ reached the socket), not the moment this receiver woke to read it: a receiver
 woken late (a loaded machine, a VM without KVM: milliseconds) would add its
 own lateness to every delay and to the jitter. The kernel stamps with the
 real-time clock; each stamp is moved onto the monotonic clock by the offset
-between the two read right after it (constant unless the clock is stepped in
-those microseconds). Where a packet carries no stamp the receiver's own
+between the two (``ClockOffset``). That offset is read as a monotonic reading,
+a real-time one and a monotonic one again, and used only from a tight
+bracket: a receiver preempted between two reads would otherwise carry the
+preemption into the offset, and a zero-delay probe would arrive before it was
+sent (CI saw -0.045 ms). The offset is constant unless the real-time clock is
+stepped; a step is taken up at the next tight bracket. Where a packet carries no stamp the receiver's own
 reading stands in, and the result says which (``receive_stamp``: ``kernel``,
 ``user`` or ``mixed``; absent when no probe arrived). The send time is taken just before ``sendto``.
 """
@@ -40,11 +44,11 @@ import socket
 import struct
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from testbed.measure.stats import rfc3550_jitter, summarize
 
-__all__ = ["HEADER", "MAGIC", "encode_probe", "decode_probe", "analyze", "main"]
+__all__ = ["HEADER", "MAGIC", "ClockOffset", "encode_probe", "decode_probe", "analyze", "main"]
 
 MAGIC = b"TBOW"
 HEADER = struct.Struct("!4sIIQ")  # magic, seq, count, send_ns
@@ -68,19 +72,52 @@ def kernel_stamp_ns(ancdata) -> Optional[int]:
     return None
 
 
-def receive_time_ns(ancdata, mono: Optional[int] = None) -> Tuple[int, bool]:
+class ClockOffset:
+    """The real-time minus monotonic clock offset, from bracketed readings.
+
+    One reading is monotonic, real-time, monotonic; its offset is the real-time
+    reading less the middle of the bracket, wrong by at most half the bracket's
+    width. ``read()`` takes a reading and adopts it when its bracket is no wider
+    than ``max(2 * the tightest seen, tight_ns)``; otherwise (the reader was
+    preempted between two reads) it keeps the last adopted offset. The first
+    estimate is the tightest of ``calibrate_reads`` readings. ``clock`` (kind ->
+    ns) is for tests.
+    """
+
+    def __init__(self, calibrate_reads: int = 32, tight_ns: int = 5_000,
+                 clock: Callable[[int], int] = time.clock_gettime_ns) -> None:
+        self._clock = clock
+        self._tight_ns = tight_ns
+        self.width_ns, self.offset_ns = min(self._bracket() for _ in range(max(1, calibrate_reads)))
+        self._best_ns = self.width_ns
+
+    def _bracket(self) -> Tuple[int, int]:
+        before = self._clock(_CLOCK)
+        real = self._clock(time.CLOCK_REALTIME)
+        after = self._clock(_CLOCK)
+        return after - before, real - (before + after) // 2
+
+    def read(self) -> int:
+        """The offset now (ns), refreshed when this reading's bracket is tight."""
+        width, offset = self._bracket()
+        if width <= max(2 * self._best_ns, self._tight_ns):
+            self.width_ns, self.offset_ns = width, offset
+            self._best_ns = min(self._best_ns, width)
+        return self.offset_ns
+
+
+def receive_time_ns(ancdata, mono: Optional[int] = None,
+                    offset: Optional[ClockOffset] = None) -> Tuple[int, bool]:
     """(receive time on the monotonic clock, whether the kernel stamped it).
 
-    The kernel's real-time stamp less the real-time minus monotonic offset read
-    now (``mono``: the monotonic clock just read, else read here); without a
-    stamp, the monotonic clock now.
+    The kernel's real-time stamp less the real-time minus monotonic offset
+    (``offset``, else a fresh ``ClockOffset``); without a stamp, ``mono`` (the
+    monotonic clock just read, else read here).
     """
     stamp = kernel_stamp_ns(ancdata)
-    if mono is None:
-        mono = _now_ns()
     if stamp is None:
-        return mono, False
-    return stamp - (time.clock_gettime_ns(time.CLOCK_REALTIME) - mono), True
+        return (_now_ns() if mono is None else mono), False
+    return stamp - (offset or ClockOffset()).read(), True
 
 
 def encode_probe(seq: int, count: int, send_ns: int, size_bytes: int) -> bytes:
@@ -155,6 +192,7 @@ def _receive(args: argparse.Namespace) -> Dict:
     foreign = 0
     highest = -1
     stamped = unstamped = 0
+    clock_offset = ClockOffset()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         try:
@@ -188,7 +226,7 @@ def _receive(args: argparse.Namespace) -> Dict:
                 continue
             payload, ancdata, _flags, _addr = sock.recvmsg(65535, _CMSG_BYTES)
             now_ns = _now_ns()
-            recv_ns, by_kernel = receive_time_ns(ancdata, now_ns)
+            recv_ns, by_kernel = receive_time_ns(ancdata, now_ns, clock_offset)
             probe = decode_probe(payload)
             if probe is None or probe[0] >= args.count:
                 foreign += 1

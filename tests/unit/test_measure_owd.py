@@ -228,3 +228,33 @@ def test_kernel_stamp_moves_onto_the_monotonic_clock():
     assert before - 3_000_000 - 1_000_000 <= got <= after - 3_000_000 + 1_000_000
     got, by_kernel = owd_probe.receive_time_ns([])
     assert not by_kernel and before <= got <= time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def test_clock_offset_ignores_a_reader_preempted_between_its_reads():
+    """A reading whose monotonic bracket is wide (the receiver was preempted
+    between the reads) must not move the offset: with it, a zero-delay probe
+    arrived 0.045 ms before it was sent in CI."""
+    import time
+
+    from testbed.measure import owd_probe
+
+    true_offset = 1_000_000_000_000
+    state = {"mono": 5_000_000, "stall_ns": 0}
+
+    def clock(kind):
+        if kind == time.CLOCK_REALTIME:
+            # the stall falls between the real-time read and the second monotonic read
+            real = state["mono"] + true_offset
+            state["mono"] += state["stall_ns"]
+            state["stall_ns"] = 0
+            return real
+        state["mono"] += 100  # 0.1 us per read
+        return state["mono"]
+
+    offset = owd_probe.ClockOffset(calibrate_reads=4, clock=clock)
+    assert abs(offset.offset_ns - true_offset) <= 100
+    state["stall_ns"] = 66_000
+    assert abs(offset.read() - true_offset) <= 100, "a 66 us stall moved the offset"
+    # a clock step shows at the next tight reading
+    true_offset += 7_000_000
+    assert abs(offset.read() - true_offset) <= 100
