@@ -277,34 +277,44 @@ def test_reorder_sends_the_configured_share_at_once(lab_factory):
 
 @pytest.mark.userspace
 def test_releases_are_not_held_by_stats(lab_factory):
-    """With a busy queue, releases stay on time: at most 0.5 % of probes over 3 ms late, none over 10 ms.
+    """With a busy queue, releases stay on time once the line's statistics are full:
+    no worse than the same line before they filled, and at rest at most 0.5 % of
+    probes over 3 ms late and none over 10 ms.
 
-    20000 probes each way first fill the line's lateness statistics (what made
-    its periodic statistics write slow), then 2000 probes 1 ms apart: the
-    queue is never empty, so every pause of the release loop delays probes.
-    Measured here with the stats-write stall: up to 11 ms late, 3 % of probes
-    over 3 ms; with the periodic write disabled: at most 4.1 ms, 0-0.3 % over
-    3 ms. The share over 3 ms caught the stall; the worst case must catch it
-    too, so its limit is below 11 ms. It is not the 4.1 ms the line reached
-    at rest (or 6 ms): a probe's one-way delay is taken when the receiving
-    Python process reads it, so it also carries that process's own wake-up
-    delay, which reached 6.6 ms under a full suite; 10 ms lies between that
-    noise and the stall.
+    2000 probes 1 ms apart are timed on the fresh line (the baseline: this
+    machine's own lateness at this moment), then 20000 probes each way fill the
+    line's lateness statistics (what made its periodic statistics write slow),
+    then 2000 probes 1 ms apart again: the queue is never empty, so every pause
+    of the release loop delays probes. Measured here with the stats-write stall:
+    up to 11 ms late, 3 % of probes over 3 ms; with the periodic write
+    disabled: at most 4.1 ms, 0-0.3 % over 3 ms. A loaded machine is late
+    without any stall (CI: 2 % over 3 ms, worst 9.3 ms), so the limits grow
+    with the baseline measured in the same run: the share over 3 ms may be
+    twice the baseline's plus 0.5 %, the worst 1.5 times the baseline's (at
+    least 10 ms). Receive times are the kernel's, so the receiving process's
+    own wake-up is not in the figures.
     """
-    delay_ms, late_ms, worst_limit_ms, share_limit = 40.0, 3.0, 10.0, 0.005
+    delay_ms, late_ms, share_limit = 40.0, 3.0, 0.005
     lab = lab_factory.create("pair", name="it-stats", links={"link": {"delay": f"{delay_ms:g}ms"}},
                              backend="userspace")
     _warm_up(lab)
     h1, h2 = lab.node("h1"), lab.node("h2")
-    RUNNERS["owd"].run_both(h1, h2, count=20000, interval_ms=0.1, port=5341)
     count = 2000
-    result = RUNNERS["owd"].run_both(h1, h2, count=count, interval_ms=1.0, port=5342)
-    worst = {d: round(max(r["samples_ms"]) - delay_ms, 3) for d, r in result.items()}
-    over = {d: sum(1 for x in r["samples_ms"] if x > delay_ms + late_ms)
-            for d, r in result.items()}
-    print(f"late releases: worst {worst} ms (limit {worst_limit_ms} ms); over {late_ms} ms: {over} "
-          f"of {count} (limit {share_limit * count:g})")
+
+    def lateness(port: int) -> Tuple[Dict[str, float], Dict[str, int]]:
+        result = RUNNERS["owd"].run_both(h1, h2, count=count, interval_ms=1.0, port=port)
+        worst = {d: round(max(r["samples_ms"]) - delay_ms, 3) for d, r in result.items()}
+        over = {d: sum(1 for x in r["samples_ms"] if x > delay_ms + late_ms) for d, r in result.items()}
+        return worst, over
+
+    base_worst, base_over = lateness(5340)
+    RUNNERS["owd"].run_both(h1, h2, count=20000, interval_ms=0.1, port=5341)
+    worst, over = lateness(5342)
+    worst_limit_ms = max(10.0, 1.5 * max(base_worst.values()))
+    over_limit = share_limit * count + 2 * max(base_over.values())
+    report = (f"late releases with full statistics: worst {worst} ms (limit {worst_limit_ms:g} ms); "
+              f"probes over {late_ms} ms late {over} of {count} each (limit {over_limit:g}); "
+              f"on the fresh line: worst {base_worst} ms, over {late_ms} ms {base_over}")
+    print(report)
     assert all(w <= worst_limit_ms for w in worst.values()) and all(
-        n <= share_limit * count for n in over.values()), (
-        f"late releases: worst {worst} ms (limit {worst_limit_ms} ms); probes more than "
-        f"{late_ms} ms late {over} of {count} each (limit {share_limit * count:g})")
+        n <= over_limit for n in over.values()), report
