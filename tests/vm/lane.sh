@@ -13,7 +13,7 @@ export PYTHONDONTWRITEBYTECODE=1   # the checkout is read-only here
 export TESTBED_TEST_BACKEND=netem
 echo 1 > "$out/started"
 
-for module in sch_netem sch_htb br_netfilter nfnetlink_queue; do
+for module in sch_netem sch_htb br_netfilter nfnetlink_queue tcp_bbr; do
   modprobe "$module" || echo "vmtest: modprobe $module failed" >&2
 done
 echo "vmtest: guest kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB"
