@@ -29,7 +29,10 @@ iperf3's streams) the bound is the smallest of:
 longer than its RTO with ``tcp_slow_start_after_idle`` = 1, opens from
 ``IW`` = 10 segments and doubles its window every RTT (Cardwell, Savage &
 Anderson 2000); :func:`slow_start_us` is the time it then takes beyond
-``bytes / rate``.
+``bytes / rate``. Loss recovery (:func:`loss_recovery_us`): a message completes
+when its last byte arrives, so a lost segment delays it by the time TCP takes
+to notice and resend (:data:`RECOVERY_RTTS` round trips), whatever the
+congestion control; the rate bounds above do not hold that latency.
 
 :class:`HostTcp` holds what the hosts' sysctls say (``from_sysctls``: a
 namespace's values or a scenario's ``host_sysctls`` over the kernel's
@@ -68,6 +71,8 @@ __all__ = [
     "window_bound_bps",
     "tcp_bound",
     "slow_start_us",
+    "RECOVERY_RTTS",
+    "loss_recovery_us",
 ]
 
 TCP_IP_HEADER_BYTES = 52  # IPv4 20 + TCP 20 + timestamps 12
@@ -78,6 +83,10 @@ MIN_RTO_S = 0.2  # Linux's TCP_RTO_MIN
 INITIAL_WINDOW_SEGMENTS = 10  # RFC 6928, Linux's default
 #: share of a socket buffer that holds data (tcp_adv_win_scale = 1: half)
 BUFFER_DATA_SHARE = 0.5
+#: round trips a lost segment adds to the message it belongs to: RACK (RFC 8985) marks it
+#: lost a reordering window (min RTT / 4) after a later segment's SACK is back, one RTT after
+#: the segment was sent, and its retransmission crosses the path as the original would have
+RECOVERY_RTTS = 1.25
 #: congestion controls whose rate falls with random loss (Mathis/Padhye apply)
 LOSS_BASED = ("reno", "cubic", "htcp", "bic", "highspeed", "scalable", "westwood", "illinois",
               "vegas", "veno", "yeah", "hybla", "nv", "lp", "dctcp", "cdg")
@@ -251,3 +260,28 @@ def slow_start_us(nbytes: float, rate_bps: float, rtt_ms: float, mss: int,
         rounds += 1
     # ``rounds`` round trips carried ``sent`` bytes; the rest flows at the rate
     return max(0.0, rounds * rtt_us - sent * 8 / rate_bps * 1e6)
+
+
+def loss_recovery_us(nbytes: float, rtt_ms: float, loss_pct: float, mss: int,
+                     window_bytes: float) -> float:
+    """Expected extra time (us) a message of ``nbytes`` spends recovering random losses.
+
+    The message goes out in ``r = ceil(nbytes / window_bytes)`` windows (round
+    trips) of ``s`` segments each; a window with at least one loss
+    (probability ``1 - (1 - p)^s``) completes :data:`RECOVERY_RTTS` round trips
+    late, losses in one window being recovered together (SACK). So
+    ``r (1 - (1 - p)^s) x RECOVERY_RTTS x RTT``. 0 without loss or delay.
+    A first-order estimate: a lost retransmission (a timeout) is not counted.
+    Measured against it in docs/collectives.md ("Loss recovery over a lossy
+    WAN").
+    """
+    if nbytes <= 0 or rtt_ms <= 0 or loss_pct <= 0:
+        return 0.0
+    if loss_pct >= 100:
+        raise InputError("loss", f"must be in [0, 100) %, got {loss_pct!r}")
+    if mss <= 0 or not window_bytes > 0:
+        raise InputError("window", f"need mss > 0 and window > 0 bytes, got {mss!r}, {window_bytes!r}")
+    rounds = max(1, math.ceil(nbytes / window_bytes))
+    segments = math.ceil(nbytes / mss) / rounds
+    p_round = 1.0 - (1.0 - loss_pct / 100.0) ** segments
+    return rounds * p_round * RECOVERY_RTTS * rtt_ms * 1000.0

@@ -27,6 +27,14 @@ two segments), ``protocol="rendezvous"`` and ``window=2``: :data:`GLOO_RING`
 holds those keyword arguments (``run_sweep(lab, "allreduce", "ring", sizes,
 **GLOO_RING)``; from the command line ``--order naive --nchunks 2 --protocol
 rendezvous --window 2``).
+
+Over a lossy WAN path every message crossing it may lose a segment and wait
+for its recovery (:func:`testbed.tcpmodel.loss_recovery_us`, from the
+message's real-scale size, the path's configured loss and RTT, and the
+connections' window): the expected wait is added to the WAN alpha
+(``loss_recovery_us`` in the row). Where a loss-based congestion control's
+loss bound already slows the message (its beta floor above the link's), only
+what the recovery adds beyond that slowdown is counted.
 """
 
 from __future__ import annotations
@@ -236,6 +244,29 @@ def _slow_start_us(tcp: Mapping[str, Optional[PathTcp]], schedule: Schedule, gro
     return worst
 
 
+def wan_loss_recovery_us(tcp: Mapping[str, Optional[PathTcp]], schedule: Schedule, groups,
+                         scale: float, wan_beta: float) -> float:
+    """Expected loss-recovery wait (us) of one message over the WAN path (module docstring).
+
+    The message: the largest the schedule sends from one site to another, at
+    real scale, spread over the pair's connections, whose windows together hold
+    ``window_bps x RTT``. 0 without a lossy WAN path.
+    """
+    path = tcp.get("wan")
+    if path is None or path.loss_pct <= 0:
+        return 0.0
+    where = site_of(groups)
+    sizes = [t.nbytes() * scale for t in schedule.transfers if where[t.src] != where[t.dst]]
+    if not sizes:
+        return 0.0
+    nbytes = max(sizes)
+    window_bytes = (path.bound.window_bps or float("inf")) * path.rtt_ms / 1000.0 / 8.0
+    wait_us = tcpmodel.loss_recovery_us(nbytes, path.rtt_ms, path.loss_pct,
+                                        tcpmodel.mss_bytes(path.mtu), window_bytes)
+    slowdown_us = nbytes * max(0.0, path.beta_us_per_byte - wan_beta)  # a loss bound's share
+    return max(0.0, wait_us - slowdown_us) if path.bound.limit == "loss" else wait_us
+
+
 def _snapshot(lab) -> Optional[dict]:
     """:func:`verdict.snapshot` of a real lab (None for one without delay-line statistics)."""
     if not hasattr(lab, "delay_line_stats"):
@@ -287,13 +318,15 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
             cpu_share = out["cpu_s"] / max(sum(out["times_s"]), 1e-9)  # of the timed iterations
             wrong = ops.count_wrong(op, out["outputs"], ops.expected(op, inputs, 0))
             times_us = [t * 1e6 for t in out["times_s"]]
+            recovery_us = wan_loss_recovery_us(tcp, schedule, groups, scale, wan[1])
+            wan_alpha = (wan[0] + recovery_us, wan[1])
             if protocol == EAGER:
                 model_us = _model_us(op, algorithm, ranks, ops.size_bytes(op, count, ranks),
-                                     _real_scale_chunks(algorithm, params, scale), groups, local, wan,
-                                     wan_floor)
+                                     _real_scale_chunks(algorithm, params, scale), groups, local,
+                                     wan_alpha, wan_floor)
             else:  # the closed forms are eager-only: simulate the schedule that ran
-                model_us = simulated_model_us(schedule, groups, local, (wan[0], max(wan[1], wan_floor)),
-                                              scale)
+                model_us = simulated_model_us(schedule, groups, local,
+                                              (wan_alpha[0], max(wan[1], wan_floor)), scale)
             if model_us is not None and warmup == 0:
                 model_us += _slow_start_us(tcp, schedule, groups, rank_host, scale,
                                            {"local": local[1], "wan": wan[1]}) / max(1, iters)
@@ -306,7 +339,7 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
                        window=window if protocol == RENDEZVOUS else None,
                        nchunks=params.get("nchunks"), engine_cpu_share=round(cpu_share, 2),
                        tcp={k: v.to_dict() for k, v in tcp.items() if v is not None},
-                       tcp_limited=limited)
+                       tcp_limited=limited, loss_recovery_us=round(recovery_us, 1))
             if before is not None and after is not None:
                 judged = verdict.judge(before, after, round(cpu_share, 2), scale_enough, scale)
                 row.update(verdict=judged["verdict"], verdict_reason=judged["reason"],

@@ -65,6 +65,7 @@ class PathTcp:
     rtt_ms: float
     loss_pct: float
     congestion: str
+    mtu: int = 1500
 
     @property
     def beta_us_per_byte(self) -> float:
@@ -90,4 +91,4 @@ def path_tcp(plan, a: str, b: str, host: tcpmodel.HostTcp, connections: int,
                                    connections, app_window_bytes)
     except InputError:
         return None
-    return PathTcp(bound, pred["rtt_ms"], pred["loss_pct"], host.congestion)
+    return PathTcp(bound, pred["rtt_ms"], pred["loss_pct"], host.congestion, pred["path_mtu"])

@@ -211,3 +211,49 @@ def test_no_window_advisory_where_the_window_fills_the_path():
     plan = make_plan(build_topology("pair", {}), "adv", "10.200.0.0/16",
                      {"link": {"rate": "100Mbit", "delay": "10ms"}})
     assert advisories(plan, {}.get) == []
+
+
+def test_loss_recovery_by_hand():
+    """1 MiB in one 4 MiB window at 1 % loss: 725 segments, P(a loss) = 1 - 0.99^725 =
+    0.99931, 1.25 round trips of 40 ms each: 49.97 ms. 16 MiB: four windows, each all but
+    sure to lose one: 4 x 50 ms."""
+    assert tcpmodel.loss_recovery_us(MiB, 40.0, 1.0, 1448, 4 * MiB) == pytest.approx(
+        (1 - 0.99 ** 725) * 1.25 * 40_000)
+    assert tcpmodel.loss_recovery_us(16 * MiB, 40.0, 1.0, 1448, 4 * MiB) == pytest.approx(
+        200_000, rel=1e-6)
+    # 64 KiB at 0.25 %: 46 segments, P = 1 - 0.9975^46 = 10.9 %
+    assert tcpmodel.loss_recovery_us(64 * 1024, 50.0, 0.25, 1448, 4 * MiB) == pytest.approx(
+        (1 - 0.9975 ** 46) * 1.25 * 50_000)
+    assert tcpmodel.loss_recovery_us(MiB, 40.0, 0.0, 1448, 4 * MiB) == 0.0
+    assert tcpmodel.loss_recovery_us(MiB, 0.0, 1.0, 1448, 4 * MiB) == 0.0
+    with pytest.raises(InputError, match="loss"):
+        tcpmodel.loss_recovery_us(MiB, 40.0, 100.0, 1448, 4 * MiB)
+    with pytest.raises(InputError, match="window"):
+        tcpmodel.loss_recovery_us(MiB, 40.0, 1.0, 1448, 0)
+
+
+class _TransitLab(_StarLab):
+    """Two clouds of two hosts joined by five transit hops (1 Gbit/s, 5 ms, 0.05 % each)."""
+
+    def __init__(self):
+        self.plan = _transit_plan()
+        self.doc = {"plan": self.plan.to_dict()}
+        self.scale = 1.0
+
+
+def test_transit_rows_add_loss_recovery_to_the_wan_latency(monkeypatch):
+    """sendrecv of 4 MiB over transit with BBR (no loss bound): the default buffers hold
+    2 MiB (half of wmem's 4 MiB), so two windows of 1448.5 segments, each losing one with
+    probability 1 - (1 - 0.0024975)^1448.5 = 97.3 %, 1.25 x 50 ms each: 121.6 ms more than
+    the same row's model without it. With cubic the loss bound (5.66 Mbit/s) already
+    takes far longer than the recovery: nothing is added."""
+    monkeypatch.setattr(bench, "CollectiveEngine", _Engine)
+    sweep = dict(hosts=["cw-h1", "gcp-h1"], iters=1)
+    for cc, expect_us in (("bbr", 2 * (1 - (1 - 0.0024975) ** 1448.5) * 1.25 * 50_000), ("cubic", 0.0)):
+        monkeypatch.setattr(bench, "host_tcp", lambda node, c=None, cc=cc: HostTcp(congestion=cc))
+        row = bench.run_sweep(_TransitLab(), "sendrecv", "ring", [4 * MiB], **sweep)[0]
+        assert row["loss_recovery_us"] == pytest.approx(expect_us, rel=1e-3)
+        with monkeypatch.context() as m:
+            m.setattr(bench, "wan_loss_recovery_us", lambda *a, **k: 0.0)
+            without = bench.run_sweep(_TransitLab(), "sendrecv", "ring", [4 * MiB], **sweep)[0]
+        assert row["model_time_us"] - without["model_time_us"] == pytest.approx(expect_us, rel=1e-3)
