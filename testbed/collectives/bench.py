@@ -260,11 +260,13 @@ def wan_loss_recovery_us(tcp: Mapping[str, Optional[PathTcp]], schedule: Schedul
     if not sizes:
         return 0.0
     nbytes = max(sizes)
-    window_bytes = (path.bound.window_bps or float("inf")) * path.rtt_ms / 1000.0 / 8.0
+    window_bytes = path.bound.window_bps * path.rtt_ms / 1000.0 / 8.0  # a PathTcp has an RTT
     wait_us = tcpmodel.loss_recovery_us(nbytes, path.rtt_ms, path.loss_pct,
                                         tcpmodel.mss_bytes(path.mtu), window_bytes)
-    slowdown_us = nbytes * max(0.0, path.beta_us_per_byte - wan_beta)  # a loss bound's share
-    return max(0.0, wait_us - slowdown_us) if path.bound.limit == "loss" else wait_us
+    if path.bound.limit != "loss":
+        return wait_us
+    # the loss bound's own slowdown of the message already holds that much of the wait
+    return max(0.0, wait_us - nbytes * max(0.0, path.beta_us_per_byte - wan_beta))
 
 
 def _snapshot(lab) -> Optional[dict]:

@@ -65,7 +65,7 @@ class PathTcp:
     rtt_ms: float
     loss_pct: float
     congestion: str
-    mtu: int = 1500
+    mtu: int
 
     @property
     def beta_us_per_byte(self) -> float:

@@ -29,9 +29,10 @@ a real-time one and a monotonic one again, and used only from a tight
 bracket: a receiver preempted between two reads would otherwise carry the
 preemption into the offset, and a zero-delay probe would arrive before it was
 sent (CI saw -0.045 ms). The offset is constant unless the real-time clock is
-stepped; a step is taken up at the next tight bracket. Where a packet carries no stamp the receiver's own
-reading stands in, and the result says which (``receive_stamp``: ``kernel``,
-``user`` or ``mixed``; absent when no probe arrived). The send time is taken just before ``sendto``.
+stepped; a step is taken up at the next tight bracket. Where a packet carries
+no stamp the receiver's own reading stands in, and the result says which
+(``receive_stamp``: ``kernel``, ``user`` or ``mixed``; absent when no probe
+arrived). The send time is taken just before ``sendto``.
 """
 
 from __future__ import annotations
@@ -88,8 +89,7 @@ class ClockOffset:
                  clock: Callable[[int], int] = time.clock_gettime_ns) -> None:
         self._clock = clock
         self._tight_ns = tight_ns
-        self.width_ns, self.offset_ns = min(self._bracket() for _ in range(max(1, calibrate_reads)))
-        self._best_ns = self.width_ns
+        self._best_ns, self.offset_ns = min(self._bracket() for _ in range(max(1, calibrate_reads)))
 
     def _bracket(self) -> Tuple[int, int]:
         before = self._clock(_CLOCK)
@@ -101,7 +101,7 @@ class ClockOffset:
         """The offset now (ns), refreshed when this reading's bracket is tight."""
         width, offset = self._bracket()
         if width <= max(2 * self._best_ns, self._tight_ns):
-            self.width_ns, self.offset_ns = width, offset
+            self.offset_ns = offset
             self._best_ns = min(self._best_ns, width)
         return self.offset_ns
 

@@ -115,12 +115,13 @@ def test_collective_model_uses_the_same_bound(monkeypatch):
     assert edges[0] == (0.0, 0.0)
 
 
-class _StarLab:
-    """What run_sweep reads of a lab: a star of 4 hosts at 1 Gbit/s, 5 ms per link."""
+class _SweepLab:
+    """What run_sweep reads of a lab: ``plan``, by default a star of 4 hosts at 1 Gbit/s,
+    5 ms per link."""
 
-    def __init__(self):
-        topo = build_topology("star", {"hosts": 4})
-        self.plan = make_plan(topo, "unit-star", "10.200.0.0/16", {"fabric": {"rate": "1Gbit", "delay": "5ms"}})
+    def __init__(self, plan=None):
+        self.plan = plan or make_plan(build_topology("star", {"hosts": 4}), "unit-star", "10.200.0.0/16",
+                                      {"fabric": {"rate": "1Gbit", "delay": "5ms"}})
         self.doc = {"plan": self.plan.to_dict()}
         self.scale = 1.0
 
@@ -160,7 +161,7 @@ def test_rows_name_the_tcp_limited_path(monkeypatch):
     monkeypatch.setattr(bench, "CollectiveEngine", _Engine)
     monkeypatch.setattr(bench, "host_tcp", lambda node, cc=None: HostTcp.from_sysctls(
         {"net.ipv4.tcp_rmem": "4096 131072 33554432", "net.ipv4.tcp_wmem": "4096 16384 4194304"}))
-    row = bench.run_sweep(_StarLab(), "allreduce", "ring", [128 * MiB], iters=1)[0]
+    row = bench.run_sweep(_SweepLab(), "allreduce", "ring", [128 * MiB], iters=1)[0]
     assert row["tcp_limited"] == ["local"] and row["tcp"]["local"]["limit"] == "window"
     assert 1.92e6 <= row["model_time_us"] <= 1.98e6
 
@@ -232,15 +233,6 @@ def test_loss_recovery_by_hand():
         tcpmodel.loss_recovery_us(MiB, 40.0, 1.0, 1448, 0)
 
 
-class _TransitLab(_StarLab):
-    """Two clouds of two hosts joined by five transit hops (1 Gbit/s, 5 ms, 0.05 % each)."""
-
-    def __init__(self):
-        self.plan = _transit_plan()
-        self.doc = {"plan": self.plan.to_dict()}
-        self.scale = 1.0
-
-
 def test_transit_rows_add_loss_recovery_to_the_wan_latency(monkeypatch):
     """sendrecv of 4 MiB over transit with BBR (no loss bound): the default buffers hold
     2 MiB (half of wmem's 4 MiB), so two windows of 1448.5 segments, each losing one with
@@ -251,9 +243,9 @@ def test_transit_rows_add_loss_recovery_to_the_wan_latency(monkeypatch):
     sweep = dict(hosts=["cw-h1", "gcp-h1"], iters=1)
     for cc, expect_us in (("bbr", 2 * (1 - (1 - 0.0024975) ** 1448.5) * 1.25 * 50_000), ("cubic", 0.0)):
         monkeypatch.setattr(bench, "host_tcp", lambda node, c=None, cc=cc: HostTcp(congestion=cc))
-        row = bench.run_sweep(_TransitLab(), "sendrecv", "ring", [4 * MiB], **sweep)[0]
+        row = bench.run_sweep(_SweepLab(_transit_plan()), "sendrecv", "ring", [4 * MiB], **sweep)[0]
         assert row["loss_recovery_us"] == pytest.approx(expect_us, rel=1e-3)
         with monkeypatch.context() as m:
             m.setattr(bench, "wan_loss_recovery_us", lambda *a, **k: 0.0)
-            without = bench.run_sweep(_TransitLab(), "sendrecv", "ring", [4 * MiB], **sweep)[0]
+            without = bench.run_sweep(_SweepLab(_transit_plan()), "sendrecv", "ring", [4 * MiB], **sweep)[0]
         assert row["model_time_us"] - without["model_time_us"] == pytest.approx(expect_us, rel=1e-3)
