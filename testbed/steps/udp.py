@@ -11,7 +11,8 @@ __all__ = ["STEP"]
 
 def _run(ctx: StepContext, options: UdpOptions) -> dict:
     scale = ctx.lab.scale
-    kwargs = {"bitrate_bps": max(1, int(options.bitrate_bps / scale)), "duration_s": options.duration_s}
+    kwargs = {"bitrate_bps": max(1, int(options.bitrate_bps / scale)), "duration_s": options.duration_s,
+              "progress": ctx.progress}
     if options.size_bytes:
         kwargs["length_bytes"] = options.size_bytes
     return iperf_at_real_scale(tool_runner("udp").run(ctx.src, ctx.dst, **kwargs), scale)

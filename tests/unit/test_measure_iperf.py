@@ -182,6 +182,64 @@ def test_server_that_dies_at_start_reports_its_error(tools_present):
     assert src.calls == []  # no client ran
 
 
+class ScriptedClientNode(FakeNode):
+    """A source node whose client runs print ``outputs`` in turn."""
+
+    def __init__(self, name, outputs):
+        super().__init__(name)
+        self.outputs = list(outputs)
+
+    def run(self, argv, timeout_s, check=True, input_text=None):
+        self.calls.append(list(argv))
+        return subprocess.CompletedProcess(argv, 0, self.outputs.pop(0), "")
+
+
+def _ss_for(node):
+    def run(argv, timeout_s, check=True, input_text=None):
+        pids = " ".join(f'users:(("iperf3",pid={p.pid},fd=3))' for p in node.started)
+        return subprocess.CompletedProcess(argv, 0, pids, "")
+    return run
+
+
+def test_udp_setup_lost_on_a_lossy_path_is_started_again(tools_present):
+    # iperf3_error_udp_setup_lost.json: iperf3 3.12's client document, recorded
+    # with the server's namespace dropping every UDP datagram (30 s, then this)
+    lost = fixture("iperf3_error_udp_setup_lost.json")
+    src = ScriptedClientNode("h1", [lost, lost, fixture("iperf3_udp.json")])
+    dst = FakeNode("h2")
+    dst.run = _ss_for(dst)
+    heard = []
+    result = IperfUdpRunner().run(src, dst, duration_s=1, progress=heard.append)
+    assert result["setup_attempts"] == 3
+    assert len(src.calls) == 3 and len(dst.started) == 3  # a fresh server for every start
+    assert all(p.poll() is not None for p in dst.started)
+    assert len(heard) == 2 and "starting the test again (2 of 3)" in heard[0]
+    assert "Resource temporarily unavailable" in heard[0]
+
+
+def test_udp_setup_lost_every_time_is_an_error_and_other_errors_are_not_retried(tools_present):
+    lost = fixture("iperf3_error_udp_setup_lost.json")
+    src = ScriptedClientNode("h1", [lost] * 3)
+    dst = FakeNode("h2")
+    dst.run = _ss_for(dst)
+    with pytest.raises(ToolError, match="iperf3 udp h1 -> h2.*unable to read from stream socket"):
+        IperfUdpRunner().run(src, dst, duration_s=1)
+    assert len(src.calls) == 3
+    src = ScriptedClientNode("h1", [fixture("iperf3_error_refused.json")])
+    dst = FakeNode("h2")
+    dst.run = _ss_for(dst)
+    with pytest.raises(ToolError, match="Connection refused"):
+        IperfUdpRunner().run(src, dst, duration_s=1)
+    assert len(src.calls) == 1
+
+
+def test_udp_first_start_says_one_attempt(tools_present):
+    src = ScriptedClientNode("h1", [fixture("iperf3_udp.json")])
+    dst = FakeNode("h2")
+    dst.run = _ss_for(dst)
+    assert IperfUdpRunner().run(src, dst, duration_s=1)["setup_attempts"] == 1
+
+
 def test_check_missing_iperf3(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda tool: None)
     with pytest.raises(EnvironmentProblem) as info:
