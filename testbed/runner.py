@@ -20,6 +20,7 @@ from typing import Callable, List, Optional
 
 from testbed import autoscale, capacity, cost, fidelity, results, tcpmodel
 from testbed.cluster.results import cluster_results, underlay_checks, with_underlay
+from testbed.collectives import verdict as line_verdict
 from testbed.collectives.tcpedges import read_node_sysctls, read_sysctls
 from testbed.errors import InputError, RunError, TestbedError
 from testbed.graph import graph_doc
@@ -79,12 +80,21 @@ def environment() -> dict:
     }
 
 
-def _delay_line_summary(lab: Lab) -> List[dict]:
+def _delay_line_summary(lab: Lab, late_by_step: dict, self_judged: List[str]) -> List[dict]:
+    """Each line direction's counters over the whole variant, and its lateness while the
+    steps ran that the variant's checks judge (``late_p99_ms_in_steps``, the worst step's
+    p99, and ``late_step``): the steps whose rows carry their own verdict are left out, and
+    so are bring-up, teardown and the gaps between steps."""
     out = []
     for doc in lab.delay_line_stats():
         for q in doc.get("queues", []):
+            node = doc["netns"].rsplit(".", 1)[-1]
+            key = f"{q.get('link')}:{q.get('direction')}@{node}"  # verdict.snapshot's key
+            in_steps = [(lines[key]["late_p99_ms"], kind) for kind, lines in late_by_step.items()
+                        if kind not in self_judged and lines.get(key, {}).get("late_p99_ms") is not None]
+            worst_ms, worst_step = max(in_steps) if in_steps else (None, None)
             out.append({
-                "node": doc["netns"].rsplit(".", 1)[-1], "netns": doc["netns"],
+                "node": node, "netns": doc["netns"],
                 "link": q.get("link"), "direction": q.get("direction"),
                 "packets": q.get("received"),
                 "dropped": (q.get("dropped_loss") or 0) + (q.get("dropped_queue") or 0),
@@ -93,9 +103,17 @@ def _delay_line_summary(lab: Lab) -> List[dict]:
                 "late_p50_ms": (q.get("late_ms") or {}).get("p50"),
                 "late_p99_ms": (q.get("late_ms") or {}).get("p99"),
                 "late_max_ms": (q.get("late_ms") or {}).get("max"),
+                "late_p99_ms_in_steps": worst_ms, "late_step": worst_step,
                 "cpu_s": doc.get("cpu_s"),
             })
     return out
+
+
+def _step_lateness(before: dict, after: dict) -> dict:
+    """Per line direction, the packets a step sent through it and their lateness p99 (ms);
+    directions that carried fewer than verdict.MIN_PACKETS are left out (no p99 to speak of)."""
+    lines = line_verdict.judge(before, after)["evidence"]["lines"]
+    return {key: {"packets": v["packets"], "late_p99_ms": v["late_p99_ms"]} for key, v in lines.items()}
 
 
 def _cpu_times():
@@ -238,7 +256,7 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
         counted = not lab.doc.get("cluster") or bool(lab.doc["cluster"].get("onebox"))
         counters_before = counters.link_bytes(lab) if counted else None
         tcp_options = None
-        busy = {}
+        busy, late_by_step, self_judged = {}, {}, []
         ctx = StepContext(lab, src, dst, lambda m: progress(f"[{variant.name}]   {m}"), entry, up_started)
         for kind, options in scenario.steps(index):
             step = get_step(kind)
@@ -247,6 +265,7 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
                 continue
             progress(f"[{variant.name}] {step.progress_line(options, ctx)}")
             cpu_before = _cpu_times()
+            lines_before = line_verdict.snapshot(lab)
             try:
                 data = _watched(lab, lambda: run_step(lab, kind, options, src, dst, ctx=ctx),
                                 watch=not step.in_process)
@@ -255,13 +274,17 @@ def _run_variant(scenario: Scenario, index: int, doc: dict, progress: Callable[[
                 raise
             entry[step.key] = data
             busy[kind] = _busy_pct(cpu_before, _cpu_times())
+            late_by_step[kind] = _step_lateness(lines_before, line_verdict.snapshot(lab))
+            if step.judges_itself:
+                self_judged.append(kind)
             if kind == "tcp":
                 tcp_options = options
             lab.check()
         if counted:
             entry["cost"] = _variant_cost(scenario, lab, config, counters_before)
-        entry["emulator"] = {"delay_lines": _delay_line_summary(lab),
-                             "cpu_busy_pct": busy.get("tcp"), "cpu_busy_pct_by_step": busy}
+        entry["emulator"] = {"delay_lines": _delay_line_summary(lab, late_by_step, self_judged),
+                             "cpu_busy_pct": busy.get("tcp"), "cpu_busy_pct_by_step": busy,
+                             "late_by_step": late_by_step}
         # the measured path when the path step ran, else the routed (shortest) one
         routers = [n for n in (entry.get("path") or {}).get("router_names", []) if n]
         l3 = ([src.name] + routers + [dst.name] if entry.get("path")

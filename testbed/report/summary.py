@@ -2,21 +2,25 @@
 
 One row per variant: RTT mean (ms), forward one-way-delay jitter (ms), ping
 loss (%), TCP throughput (Mbit/s), hops, path MTU (bytes) and the worst
-fidelity verdict. Missing values print as ``-``.
+fidelity verdict. Missing values print as ``-``. Below it, every collective,
+training or storage row whose own verdict is not ``pass`` gets a line with
+its reason: those rows are judged from their own time, not by the fidelity
+checks.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from testbed.report.markdown import format_number
 from testbed.results import get_value, overall_verdict
 
-__all__ = ["summary_table", "print_summary", "SUMMARY_COLUMNS"]
+__all__ = ["summary_table", "print_summary", "row_verdict_lines", "SUMMARY_COLUMNS"]
 
 #: (column header, dotted paths in a variant, first present wins)
 SUMMARY_COLUMNS: Sequence[Tuple[str, Tuple[str, ...]]] = (
@@ -62,6 +66,30 @@ def summary_table(results: Dict[str, Any]) -> Table:
     return table
 
 
+def _size(n: Any) -> str:
+    if not isinstance(n, int):
+        return str(n)
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {unit}"
+    return f"{n} B"
+
+
+def row_verdict_lines(results: Dict[str, Any]) -> List[Tuple[str, str]]:
+    """(verdict, "<variant>: <row> <verdict>: <reason>") for every self-judged row that did not pass."""
+    out = []
+    for variant in results.get("variants") or []:
+        name = variant.get("name") or "?"
+        rows = [(f"{r.get('op', 'collective')} {r.get('algorithm', '')} {_size(r.get('bytes'))}".replace("  ", " "), r)
+                for r in variant.get("collectives") or [] if isinstance(r, dict)]
+        rows += [(key, variant[key]) for key in ("training", "storage") if isinstance(variant.get(key), dict)]
+        for label, row in rows:
+            if row.get("verdict") in ("warn", "fail"):
+                out.append((row["verdict"], f"{name}: {label} {row['verdict']}: "
+                                            f"{row.get('verdict_reason') or 'no reason given'}"))
+    return out
+
+
 def print_summary(results: Dict[str, Any], console: Optional[Console] = None) -> None:
     """Print the summary table (and the count of errors, if any)."""
     if console is None:
@@ -69,6 +97,8 @@ def print_summary(results: Dict[str, Any], console: Optional[Console] = None) ->
         if not console.is_terminal:  # a pipe or a file: wide enough that no header is cut
             console = Console(width=max(console.width, 160))
     console.print(summary_table(results))
+    for verdict, line in row_verdict_lines(results):
+        console.print(Text(line, style=_VERDICT_STYLE[verdict]))
     errors = len(results.get("errors") or []) + sum(len(v.get("errors") or []) for v in results.get("variants") or [])
     if errors:
         console.print(f"[yellow]{errors} error(s) recorded: see report.md[/]")

@@ -81,5 +81,5 @@ def _collective_time(results):
 
 
 STEP = StepKind("collective", CollectiveOptions, _run, result_key="collectives", whole_lab=True,
-                in_process=True, describe=_describe, report_section=_section,
+                judges_itself=True, in_process=True, describe=_describe, report_section=_section,
                 plots=(("collective_time.png", _collective_time),))

@@ -59,6 +59,9 @@ class StepKind:
     in_process: bool = False
     #: False for a step that only derives figures from earlier steps (no traffic, no progress line)
     measures: bool = True
+    #: its rows carry their own verdict from the delay lines' lateness while each ran
+    #: (testbed.collectives.verdict): the variant's lateness checks leave its time out
+    judges_itself: bool = False
     #: checks the step's tools before anything is built (EnvironmentProblem, exit 3)
     check_tools: Optional[Callable[[], None]] = None
     #: the progress line for (options, context); default names the endpoints or the hosts

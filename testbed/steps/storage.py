@@ -22,4 +22,5 @@ def _section(variants):
     return storage_section(variants)
 
 
-STEP = StepKind("storage", StorageOptions, _run, whole_lab=True, report_section=_section)
+STEP = StepKind("storage", StorageOptions, _run, whole_lab=True, judges_itself=True,
+                report_section=_section)

@@ -64,5 +64,5 @@ def _training_steps(results):
     return training_steps(results)
 
 
-STEP = StepKind("training", TrainingOptions, _run, whole_lab=True, in_process=True,
+STEP = StepKind("training", TrainingOptions, _run, whole_lab=True, in_process=True, judges_itself=True,
                 report_section=_section, plots=(("training_steps.png", _training_steps),))

@@ -320,3 +320,80 @@ def test_ratio_keeps_two_significant_digits():
     assert _ratio(1000.0, 1.4) == "0.0014x"  # not 0.00x
     assert _ratio(2.0, 3.0) == "1.50x"
     assert _ratio(0, 3.0) == "-"
+
+
+_PRED = {"rtt_ms": 0.0, "owd_forward_ms": 0.0, "jitter_forward_ms": 0.0, "bottleneck_bps": None,
+         "path_mtu": 1500, "loss_pct": 0.0, "hops": 1}
+_TOL = {"rtt_tolerance_pct": 10, "throughput_tolerance_pct": 15, "jitter_tolerance_pct": 30}
+
+
+def test_lateness_is_judged_over_the_steps_the_table_judges_and_named_by_step():
+    from testbed import fidelity
+
+    # _w5: 3 ms late over the whole run (a collective's bursts), 0.4 ms during the judged steps
+    variant = {"emulator": {"delay_lines": [
+        {"link": "transit-hop", "node": "_w5", "direction": "forward", "late_p99_ms": 3.0,
+         "late_p99_ms_in_steps": 0.4, "late_step": "udp"},
+        {"link": "transit-hop", "node": "_w6", "direction": "forward", "late_p99_ms": 3.0,
+         "late_p99_ms_in_steps": 1.6, "late_step": "tcp"},
+        {"link": "transit-hop", "node": "_w7", "direction": "forward", "late_p99_ms": 9.0,
+         "late_p99_ms_in_steps": None, "late_step": None}]}}  # no judged step used it: unjudged
+    checks = {c["metric"]: c for c in fidelity.checks(_PRED, variant, _TOL)
+              if c["metric"].startswith("delay_line_late")}
+    assert sorted(checks) == ["delay_line_late_p99_ms[transit-hop _w5:forward]",
+                              "delay_line_late_p99_ms[transit-hop _w6:forward]"]
+    assert checks["delay_line_late_p99_ms[transit-hop _w5:forward]"]["verdict"] == "pass"
+    w6 = checks["delay_line_late_p99_ms[transit-hop _w6:forward]"]
+    assert (w6["verdict"], w6["measured"]) == ("warn", 1.6)
+    assert "fell behind during tcp" in w6["detail"]
+
+
+def test_line_summary_takes_the_worst_judged_step_and_leaves_self_judged_steps_out():
+    from testbed import runner
+
+    class Lab:
+        def delay_line_stats(self):
+            return [{"netns": "tb.x._w2", "cpu_s": 1.0, "queues": [
+                {"link": "direct", "direction": "forward", "received": 5000, "late_ms": {"p99": 4.0}},
+                {"link": "direct", "direction": "reverse", "received": 10, "late_ms": {"p99": 0.1}}]}]
+
+    by_step = {"owd": {"direct:forward@_w2": {"packets": 200, "late_p99_ms": 0.3}},
+               "tcp": {"direct:forward@_w2": {"packets": 4000, "late_p99_ms": 0.7}},
+               "collective": {"direct:forward@_w2": {"packets": 800, "late_p99_ms": 4.0}}}
+    fwd, rev = runner._delay_line_summary(Lab(), by_step, ["collective"])
+    assert (fwd["late_p99_ms"], fwd["late_p99_ms_in_steps"], fwd["late_step"]) == (4.0, 0.7, "tcp")
+    assert (rev["late_p99_ms_in_steps"], rev["late_step"]) == (None, None)
+
+
+def test_step_lateness_counts_only_the_steps_own_packets():
+    from testbed import runner
+    from testbed.delayline.latehist import LatenessHistogram
+
+    def snap(lates_s, received):
+        hist = LatenessHistogram()
+        for late in lates_s:
+            hist.add(late)
+        return {"lines": {"direct:forward@_w2": {"hist": hist.sparse(), "p99_ms": None,
+                                                 "received": received, "dropped_queue": 0}},
+                "cpu": (0, 1)}
+
+    before = snap([0.004] * 50, 50)  # 4 ms late at bring-up
+    after = snap([0.004] * 50 + [0.0002] * 300, 350)
+    step = runner._step_lateness(before, after)
+    assert step["direct:forward@_w2"]["packets"] == 300
+    assert step["direct:forward@_w2"]["late_p99_ms"] < 0.25
+
+
+def test_summary_lists_rows_whose_own_verdict_did_not_pass(sample):
+    sample["variants"][1]["collectives"] = [
+        {"op": "allreduce", "algorithm": "ring", "bytes": 65536, "verdict": "pass"},
+        {"op": "allreduce", "algorithm": "ring", "bytes": 1048576, "verdict": "warn",
+         "verdict_reason": "delay line transit-hop:forward@_w2 ran 3.29 ms late (p99)"}]
+    sample["variants"][0]["training"] = {"verdict": "fail", "verdict_reason": "the kernel dropped 4 packets"}
+    console = _console()
+    print_summary(sample, console=console)
+    out = console.export_text()
+    assert ("internet-transit: allreduce ring 1 MiB warn: delay line transit-hop:forward@_w2 "
+            "ran 3.29 ms late (p99)") in out
+    assert "direct-interconnect: training fail: the kernel dropped 4 packets" in out
+    assert "64 KiB" not in out
