@@ -33,6 +33,13 @@ Anderson 2000); :func:`slow_start_us` is the time it then takes beyond
 when its last byte arrives, so a lost segment delays it by the time TCP takes
 to notice and resend (:data:`RECOVERY_RTTS` round trips), whatever the
 congestion control; the rate bounds above do not hold that latency.
+Recovery stalls (:func:`recovery_stall_factor`): while a lost segment's hole
+is open the window's left edge stands still, so a connection that fills its
+window in less than ``(1 + RECOVERY_RTTS) x RTT`` stops sending until the
+retransmission is acknowledged; a window-limited connection loses
+``RECOVERY_RTTS`` round trips for every round trip that loses a segment. For
+a congestion control without a loss bound (BBR) this is what random loss
+costs a stream of messages; a loss-based one's loss bound already holds it.
 
 :class:`HostTcp` holds what the hosts' sysctls say (``from_sysctls``: a
 namespace's values or a scenario's ``host_sysctls`` over the kernel's
@@ -73,6 +80,7 @@ __all__ = [
     "slow_start_us",
     "RECOVERY_RTTS",
     "loss_recovery_us",
+    "recovery_stall_factor",
 ]
 
 TCP_IP_HEADER_BYTES = 52  # IPv4 20 + TCP 20 + timestamps 12
@@ -285,3 +293,36 @@ def loss_recovery_us(nbytes: float, rtt_ms: float, loss_pct: float, mss: int,
     segments = math.ceil(nbytes / mss) / rounds
     p_round = 1.0 - (1.0 - loss_pct / 100.0) ** segments
     return rounds * p_round * RECOVERY_RTTS * rtt_ms * 1000.0
+
+
+def recovery_stall_factor(rate_bps: float, window_bps: float, connections: int, rtt_ms: float,
+                          loss_pct: float, mss: int) -> float:
+    """How much longer a stream takes over a lossy path through recovery stalls (>= 1).
+
+    ``connections`` connections share ``rate_bps`` (the rate without loss: the
+    link's or the window's), each with at most ``window_bps / connections x
+    RTT`` in flight. A connection's round trip carries ``s = rate x RTT / MSS``
+    segments and loses one with probability ``P = 1 - (1 - p)^s``; the hole
+    then holds the left edge ``(1 + RECOVERY_RTTS) x RTT`` after the lost
+    segment left, and the connection stalls for what its window cannot cover
+    of that: ``stall = max(0, (1 + RECOVERY_RTTS) RTT - window / rate)``. So
+    the time per round trip becomes ``RTT + P x stall``: the factor is
+    ``1 + P x stall / RTT``; a window-limited connection (window / rate =
+    RTT) gets ``1 + RECOVERY_RTTS x P``, one whose window covers the
+    recovery gets 1. First order, as :func:`loss_recovery_us`: timeouts are
+    not counted.
+    """
+    if rtt_ms <= 0 or loss_pct <= 0:
+        return 1.0
+    if loss_pct >= 100:
+        raise InputError("loss", f"must be in [0, 100) %, got {loss_pct!r}")
+    if not rate_bps > 0 or not window_bps > 0 or connections < 1 or mss <= 0:
+        raise InputError("rate", f"need rate, window > 0 bit/s, connections >= 1 and mss > 0, got "
+                                 f"{rate_bps!r}, {window_bps!r}, {connections!r}, {mss!r}")
+    rtt_s = rtt_ms / 1000.0
+    rate_conn = min(rate_bps, window_bps) / connections  # bits/s: the window caps the rate too
+    window_conn_bits = window_bps / connections * rtt_s
+    segments = rate_conn * rtt_s / 8 / mss
+    p_round = 1.0 - (1.0 - loss_pct / 100.0) ** segments
+    stall_s = max(0.0, (1.0 + RECOVERY_RTTS) * rtt_s - window_conn_bits / rate_conn)
+    return 1.0 + p_round * stall_s / rtt_s

@@ -32,9 +32,14 @@ Over a lossy WAN path every message crossing it may lose a segment and wait
 for its recovery (:func:`testbed.tcpmodel.loss_recovery_us`, from the
 message's real-scale size, the path's configured loss and RTT, and the
 connections' window): the expected wait is added to the WAN alpha
-(``loss_recovery_us`` in the row). Where a loss-based congestion control's
-loss bound already slows the message (its beta floor above the link's), only
-what the recovery adds beyond that slowdown is counted.
+(``loss_recovery_us`` in the row). A stream of messages also stalls: while a
+hole is open a connection whose window cannot cover the recovery stops
+sending (:func:`testbed.tcpmodel.recovery_stall_factor`), so for a congestion
+control without a loss bound (BBR) the WAN edges' beta floor is raised by
+that factor (``recovery_stall_factor`` in the row); a loss-based one's loss
+bound already holds the stalls. Where the floor already slows a message
+(the loss bound's slowdown, or the stalls'), only what the recovery adds
+beyond that slowdown is counted in the alpha.
 """
 
 from __future__ import annotations
@@ -244,13 +249,26 @@ def _slow_start_us(tcp: Mapping[str, Optional[PathTcp]], schedule: Schedule, gro
     return worst
 
 
+def wan_stall_factor(tcp: Mapping[str, Optional[PathTcp]], wan_beta: float, wan_floor: float) -> float:
+    """The WAN edges' recovery-stall factor (>= 1; module docstring): 1 without a lossy WAN
+    path, or where a loss-based congestion control's loss bound holds the stalls."""
+    path = tcp.get("wan")
+    if path is None or path.loss_pct <= 0 or path.congestion in tcpmodel.LOSS_BASED:
+        return 1.0
+    rate_bps = 8e6 / max(wan_beta, wan_floor)  # the link's rate, or the window's below it
+    return tcpmodel.recovery_stall_factor(rate_bps, path.bound.window_bps, path.bound.connections,
+                                          path.rtt_ms, path.loss_pct, tcpmodel.mss_bytes(path.mtu))
+
+
 def wan_loss_recovery_us(tcp: Mapping[str, Optional[PathTcp]], schedule: Schedule, groups,
-                         scale: float, wan_beta: float) -> float:
+                         scale: float, wan_beta: float, stall_beta: float = 0.0) -> float:
     """Expected loss-recovery wait (us) of one message over the WAN path (module docstring).
 
     The message: the largest the schedule sends from one site to another, at
     real scale, spread over the pair's connections, whose windows together hold
-    ``window_bps x RTT``. 0 without a lossy WAN path.
+    ``window_bps x RTT``. 0 without a lossy WAN path. ``stall_beta``: what the
+    recovery stalls add to the WAN beta (us per byte), which already slows the
+    message by that much.
     """
     path = tcp.get("wan")
     if path is None or path.loss_pct <= 0:
@@ -264,7 +282,7 @@ def wan_loss_recovery_us(tcp: Mapping[str, Optional[PathTcp]], schedule: Schedul
     wait_us = tcpmodel.loss_recovery_us(nbytes, path.rtt_ms, path.loss_pct,
                                         tcpmodel.mss_bytes(path.mtu), window_bytes)
     if path.bound.limit != "loss":
-        return wait_us
+        return max(0.0, wait_us - nbytes * stall_beta)
     # the loss bound's own slowdown of the message already holds that much of the wait
     return max(0.0, wait_us - nbytes * max(0.0, path.beta_us_per_byte - wan_beta))
 
@@ -300,6 +318,11 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
     tcp = tcp_limits(lab, nodes, rank_host, nsocks, buffsize_bytes, cc)
     limited = [k for k, v in tcp.items() if v is not None and _binding(v, local, wan, k)]
     local, wan_floor = _tcp_floored(local, tcp)
+    stall = wan_stall_factor(tcp, wan[1], wan_floor)
+    stall_beta = max(wan[1], wan_floor) * (stall - 1.0)
+    if stall > 1.0:  # TCP's recovery, not the link, then sets the WAN edges' rate
+        wan_floor = max(wan[1], wan_floor) * stall
+        limited = limited if "wan" in limited else limited + ["wan"]
     params = algo_params(algorithm, groups, order, chunk_bytes, nchunks)
     scale = float(getattr(lab, "scale", 1.0))  # rates divided by it: send bytes / scale too
     engine = CollectiveEngine(nodes, rank_host, nsocks=nsocks, buffsize_bytes=buffsize_bytes, cc=cc)
@@ -320,7 +343,7 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
             cpu_share = out["cpu_s"] / max(sum(out["times_s"]), 1e-9)  # of the timed iterations
             wrong = ops.count_wrong(op, out["outputs"], ops.expected(op, inputs, 0))
             times_us = [t * 1e6 for t in out["times_s"]]
-            recovery_us = wan_loss_recovery_us(tcp, schedule, groups, scale, wan[1])
+            recovery_us = wan_loss_recovery_us(tcp, schedule, groups, scale, wan[1], stall_beta)
             wan_alpha = (wan[0] + recovery_us, wan[1])
             if protocol == EAGER:
                 model_us = _model_us(op, algorithm, ranks, ops.size_bytes(op, count, ranks),
@@ -341,7 +364,8 @@ def run_sweep(lab, op: str, algorithm: str, sizes: Sequence[int], gpus_per_host:
                        window=window if protocol == RENDEZVOUS else None,
                        nchunks=params.get("nchunks"), engine_cpu_share=round(cpu_share, 2),
                        tcp={k: v.to_dict() for k, v in tcp.items() if v is not None},
-                       tcp_limited=limited, loss_recovery_us=round(recovery_us, 1))
+                       tcp_limited=limited, loss_recovery_us=round(recovery_us, 1),
+                       recovery_stall_factor=round(stall, 3))
             if before is not None and after is not None:
                 judged = verdict.judge(before, after, round(cpu_share, 2), scale_enough, scale)
                 row.update(verdict=judged["verdict"], verdict_reason=judged["reason"],

@@ -5,6 +5,8 @@ Every expected figure below is computed by hand in the comment beside it.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from testbed.lab.paths import l3_path, path_profile
@@ -234,18 +236,55 @@ def test_loss_recovery_by_hand():
 
 
 def test_transit_rows_add_loss_recovery_to_the_wan_latency(monkeypatch):
-    """sendrecv of 4 MiB over transit with BBR (no loss bound): the default buffers hold
-    2 MiB (half of wmem's 4 MiB), so two windows of 1448.5 segments, each losing one with
-    probability 1 - (1 - 0.0024975)^1448.5 = 97.3 %, 1.25 x 50 ms each: 121.6 ms more than
-    the same row's model without it. With cubic the loss bound (5.66 Mbit/s) already
-    takes far longer than the recovery: nothing is added."""
+    """sendrecv over transit with BBR (no loss bound): the default buffers hold 2 MiB (half
+    of wmem's 4 MiB), a window of 1448.5 segments at 335.5 Mbit/s that loses one with
+    probability P = 1 - (1 - 0.0024975)^1448.5 = 97.3 % per round trip, each costing 1.25 x
+    50 ms. 4 MiB (two windows): 2 x P x 62.5 ms = 121.6 ms more than without loss, all of it
+    in the stalls' beta (factor 1 + 1.25 P), none left for the alpha. 64 KiB (46 segments,
+    part of one window): the stalls charge its share of a round, 64 KiB x the stalls' beta,
+    and the alpha the rest of its own wait, (1 - (1 - p)^46) x 62.5 ms. With cubic the loss
+    bound (5.66 Mbit/s) already takes far longer than the recovery: nothing is added."""
     monkeypatch.setattr(bench, "CollectiveEngine", _Engine)
     sweep = dict(hosts=["cw-h1", "gcp-h1"], iters=1)
-    for cc, expect_us in (("bbr", 2 * (1 - (1 - 0.0024975) ** 1448.5) * 1.25 * 50_000), ("cubic", 0.0)):
+    p = 0.0024975
+    p_round = 1 - (1 - p) ** 1448.5
+    window_beta = 8e6 / (2 * MiB * 8 / 0.05)  # us per byte at 335.5 Mbit/s
+    stall_beta = window_beta * 1.25 * p_round
+    cases = (("bbr", 4 * MiB, 1 + 1.25 * p_round, 0.0, 2 * p_round * 62_500),
+             ("bbr", 64 * 1024, 1 + 1.25 * p_round,
+              (1 - (1 - p) ** math.ceil(64 * 1024 / 1448)) * 62_500 - 64 * 1024 * stall_beta,
+              (1 - (1 - p) ** math.ceil(64 * 1024 / 1448)) * 62_500),
+             ("cubic", 4 * MiB, 1.0, 0.0, 0.0))
+    for cc, size, factor, alpha_us, extra_us in cases:
         monkeypatch.setattr(bench, "host_tcp", lambda node, c=None, cc=cc: HostTcp(congestion=cc))
-        row = bench.run_sweep(_SweepLab(_transit_plan()), "sendrecv", "ring", [4 * MiB], **sweep)[0]
-        assert row["loss_recovery_us"] == pytest.approx(expect_us, rel=1e-3)
+        row = bench.run_sweep(_SweepLab(_transit_plan()), "sendrecv", "ring", [size], **sweep)[0]
+        assert row["recovery_stall_factor"] == pytest.approx(factor, rel=1e-3)
+        # abs: the stalls count a window's segments unrounded, the message's wait whole ones
+        assert row["loss_recovery_us"] == pytest.approx(alpha_us, rel=1e-3, abs=5.0)
+        assert "wan" in row["tcp_limited"]  # the window (and for BBR its stalls) or the loss bound
         with monkeypatch.context() as m:
             m.setattr(bench, "wan_loss_recovery_us", lambda *a, **k: 0.0)
-            without = bench.run_sweep(_SweepLab(_transit_plan()), "sendrecv", "ring", [4 * MiB], **sweep)[0]
-        assert row["model_time_us"] - without["model_time_us"] == pytest.approx(expect_us, rel=1e-3)
+            m.setattr(bench, "wan_stall_factor", lambda *a, **k: 1.0)
+            without = bench.run_sweep(_SweepLab(_transit_plan()), "sendrecv", "ring", [size], **sweep)[0]
+        assert row["model_time_us"] - without["model_time_us"] == pytest.approx(extra_us, rel=1e-3, abs=5.0)
+
+
+def test_recovery_stall_factor_by_hand():
+    """Window-limited (window / rate = RTT): 1 + 1.25 P. A window that covers 2.25 RTT at the
+    rate: no stall. Between: the part of the 2.25 RTT the window cannot cover."""
+    p_round = 1 - (1 - 0.01) ** (100e6 * 0.04 / 8 / 1448)  # 100 Mbit/s x 40 ms at 1 %
+    assert tcpmodel.recovery_stall_factor(1e9, 100e6, 1, 40.0, 1.0, 1448) == pytest.approx(
+        1 + 1.25 * p_round)
+    assert tcpmodel.recovery_stall_factor(100e6, 225e6, 1, 40.0, 1.0, 1448) == pytest.approx(1.0)
+    # window 2 RTT at the rate: stalls 0.25 RTT per lossy round trip
+    assert tcpmodel.recovery_stall_factor(100e6, 200e6, 1, 40.0, 1.0, 1448) == pytest.approx(
+        1 + 0.25 * p_round)
+    # two connections share the rate and the window: the same factor
+    assert tcpmodel.recovery_stall_factor(200e6, 400e6, 2, 40.0, 1.0, 1448) == pytest.approx(
+        1 + 0.25 * p_round)
+    assert tcpmodel.recovery_stall_factor(1e9, 100e6, 1, 40.0, 0.0, 1448) == 1.0
+    assert tcpmodel.recovery_stall_factor(1e9, 100e6, 1, 0.0, 1.0, 1448) == 1.0
+    with pytest.raises(InputError, match="loss"):
+        tcpmodel.recovery_stall_factor(1e9, 100e6, 1, 40.0, 100.0, 1448)
+    with pytest.raises(InputError, match="rate"):
+        tcpmodel.recovery_stall_factor(1e9, 0.0, 1, 40.0, 1.0, 1448)
