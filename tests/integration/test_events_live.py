@@ -96,6 +96,18 @@ def _recovery_as_steady_as_before(doc, default_fraction: float = 0.8):
     return again["events"], fraction
 
 
+def _assert_back(doc, before_mbps: float, info: str) -> None:
+    """The flow's last second carries RECOVERED of what it did before the first event, or,
+    where the flow itself never held that much for a second before it (``_steadiness``: a
+    CPU-bound flow in a VM without KVM dipped to 0.64 of its median at rest), as much as it
+    then held at its worst: a flow cannot be asked to be steadier after an event than it was
+    before. On hardware the flow is link-bound and steady, so RECOVERED applies."""
+    fraction = min(RECOVERED, _steadiness(doc, doc["events"][0]["actual_s"]))
+    tail = _tail_median(doc)
+    assert tail >= fraction * before_mbps, (
+        f"last second {tail:.1f} Mbit/s < {fraction:.2f} x {before_mbps:.1f} before", info)
+
+
 def _assert_on_time(doc, late) -> None:
     """Every event fired within EVENT_LATE_S of its plan plus the worst wake-up lateness seen."""
     allowed_s = EVENT_LATE_S + late.quantile_ms(1.0) / 1000.0
@@ -257,7 +269,7 @@ def test_link_down_two_seconds_then_up(lab_factory):
     # test_shaping_accuracy's); on hardware "before" is ~200 Mbit/s
     before = cut["throughput_mbps"]["before"]
     assert before > 0.0 and cut["throughput_mbps"]["during"] == 0.0, info
-    assert _tail_median(doc) >= RECOVERED * before, info
+    _assert_back(doc, before, info)
     assert doc["iperf"]["attempts"][0]["offset_from"] == "data connection established"
     assert _bridge_state(_wire(lab, "cw-gcp")) == "UP"
 
@@ -291,12 +303,13 @@ def test_congestion_episode_raises_rtt_and_it_returns(lab_factory):
     assert rtt["during"] >= rtt["before"] + 60.0, info
     assert rtt["after"] <= rtt["before"] + 15.0, info
     # it returns: the window after the restore carries more than the episode did, and
-    # the flow ends back at RECOVERED of what it carried before (its last second, as
-    # in the cut test: the window's mean also holds the regrowth after 1 % loss, whose
-    # length is cubic's on this machine's CPU, not what the event asks)
+    # the flow's last second is back to what it carried before (_assert_back: as steady
+    # as the flow was before the event; the lane's CPU-bound flow at 40 of 200 Mbit/s
+    # once ended at 26.9, having dipped to 26 for a second before it). The link itself
+    # is proved back below: rate, qdiscs and the line's configuration as built
     mbps = episode["throughput_mbps"]
     assert mbps["after"] > mbps["during"], info
-    assert _tail_median(doc) >= RECOVERED * mbps["before"], info
+    _assert_back(doc, mbps["before"], info)
     assert [c["rate_bps"] for c in seen["classes"] if c["kind"] == "htb"] == [100_000_000]
     assert [c["rate_bps"] for c in helpers.tc_classes(wire, "port-b") if c["kind"] == "htb"] \
         == [200_000_000]
