@@ -413,6 +413,9 @@ typedef struct {
     int running;
     int64_t lead_ns;
     int64_t read_batch_ns;
+    /* CLOCK_REALTIME - CLOCK_MONOTONIC (ns) from bracketed reads (clock_offset_read) */
+    int64_t clock_offset_ns;
+    int64_t clock_best_width_ns;
     nlbuf_t send;
     uint8_t *rbuf;
     size_t rbuf_each;
@@ -501,8 +504,38 @@ static void feed_next(queue_t *q, int64_t *delay_ns, uint32_t *flags, uint32_t *
     atomic_store_explicit(&q->f_head, head + 1, memory_order_release);
 }
 
+/*
+ * The kernel stamps a queued packet's arrival on CLOCK_REALTIME; the line
+ * runs on CLOCK_MONOTONIC. The offset between them comes from a reading
+ * bracketed by two monotonic reads (monotonic, real-time, monotonic: the
+ * real-time read less the bracket's middle), adopted only when the bracket
+ * is no wider than max(2 x the tightest seen, CLOCK_TIGHT_NS). A line
+ * preempted between two reads would otherwise carry the preemption into the
+ * conversion and release that batch's packets early by as much (the one-way
+ * delay probe had the same bug: owd_probe.ClockOffset). A stepped real-time
+ * clock is followed at the next tight reading.
+ */
+#define CLOCK_TIGHT_NS 5000LL
+
+static void clock_offset_read(Engine *e, int64_t *now_mono)
+{
+    int64_t before = clock_ns(CLOCK_MONOTONIC);
+    int64_t real = clock_ns(CLOCK_REALTIME);
+    int64_t after = clock_ns(CLOCK_MONOTONIC);
+    int64_t width = after - before;
+    int64_t limit = 2 * e->clock_best_width_ns;
+    if (limit < CLOCK_TIGHT_NS)
+        limit = CLOCK_TIGHT_NS;
+    if (e->clock_best_width_ns < 0 || width <= limit) {
+        e->clock_offset_ns = real - (before + width / 2);
+        if (e->clock_best_width_ns < 0 || width < e->clock_best_width_ns)
+            e->clock_best_width_ns = width;
+    }
+    *now_mono = after;
+}
+
 static void handle_packet(Engine *e, uint16_t queue_num, struct nlattr *attrs, size_t attrs_len,
-                          int64_t now_mono, int64_t now_real)
+                          int64_t now_mono)
 {
     queue_t *q = engine_queue(e, queue_num);
     if (!q)
@@ -551,9 +584,10 @@ static void handle_packet(Engine *e, uint16_t queue_num, struct nlattr *attrs, s
         return;
     int64_t arrival = now_mono;
     if (ts_ns) {
-        int64_t age = now_real - ts_ns;
+        int64_t stamped = ts_ns - e->clock_offset_ns; /* the stamp on CLOCK_MONOTONIC */
+        int64_t age = now_mono - stamped;
         if (age >= 0 && age < MAX_TS_AGE_NS) {
-            arrival = now_mono - age;
+            arrival = stamped;
             q->kernel_ts++;
         }
     }
@@ -588,7 +622,7 @@ static void handle_packet(Engine *e, uint16_t queue_num, struct nlattr *attrs, s
     }
 }
 
-static void handle_datagram(Engine *e, uint8_t *buf, size_t len, int64_t now_mono, int64_t now_real)
+static void handle_datagram(Engine *e, uint8_t *buf, size_t len, int64_t now_mono)
 {
     struct nlmsghdr *nlh = (struct nlmsghdr *)buf;
     int rem = (int)len; /* signed: NLMSG_NEXT may step past a short last message */
@@ -604,7 +638,7 @@ static void handle_datagram(Engine *e, uint8_t *buf, size_t len, int64_t now_mon
             size_t off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
             if (nlh->nlmsg_len >= off)
                 handle_packet(e, ntohs(g->res_id), (struct nlattr *)((uint8_t *)nlh + off),
-                              nlh->nlmsg_len - off, now_mono, now_real);
+                              nlh->nlmsg_len - off, now_mono);
         }
         nlh = NLMSG_NEXT(nlh, rem);
     }
@@ -627,10 +661,10 @@ static void receive_some(Engine *e, int max_rounds)
                 e->recv_errors++;
             return;
         }
-        int64_t now_mono = clock_ns(CLOCK_MONOTONIC);
-        int64_t now_real = clock_ns(CLOCK_REALTIME);
+        int64_t now_mono;
+        clock_offset_read(e, &now_mono);
         for (int i = 0; i < n; i++)
-            handle_datagram(e, (uint8_t *)e->iov[i].iov_base, e->mmsg[i].msg_len, now_mono, now_real);
+            handle_datagram(e, (uint8_t *)e->iov[i].iov_base, e->mmsg[i].msg_len, now_mono);
         if ((unsigned)n < e->rbuf_n)
             return;
     }
@@ -871,6 +905,11 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw)
     e->wake_fd = wake_fd;
     e->rcvbuf_bytes = rcvbuf;
     e->lead_ns = 100000;
+    e->clock_best_width_ns = -1;
+    for (int k = 0; k < 32; k++) { /* calibrate: the tightest of 32 readings */
+        int64_t now;
+        clock_offset_read(e, &now);
+    }
     e->q = calloc((size_t)n, sizeof(queue_t));
     e->nq = (int)n;
     int any_payload = 0;

@@ -35,6 +35,7 @@ import time
 from array import array
 from typing import Dict, List, Optional, Tuple
 
+from testbed.clocks import SO_TIMESTAMPNS
 from testbed.delayline.latehist import LatenessHistogram
 from testbed.delayline.priority import is_constant
 from testbed.delayline.reload import Reloadable, drain
@@ -53,7 +54,6 @@ FEED_SIZE = 1 << 16
 FEED_CHUNK = 2048
 FEED_IDLE_S = 0.002
 RCVBUF_BYTES = 64 << 20
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _MAX_QUEUE_DROPS_FIELDS = 7
 
 

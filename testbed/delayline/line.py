@@ -42,6 +42,7 @@ from typing import Dict, List, Optional
 
 from netfilterqueue import COPY_META, COPY_PACKET, NetfilterQueue
 
+from testbed.clocks import SO_TIMESTAMPNS, ClockOffset
 from testbed.delayline.latehist import LatenessHistogram
 from testbed.delayline.priority import priority_for, raise_priority
 from testbed.delayline.reload import Reloadable, drain
@@ -56,7 +57,6 @@ LEAD_MIN_S = 300e-6
 LEAD_MAX_S = 1e-3
 IDLE_WAIT_S = 0.25
 MAX_TIMESTAMP_AGE_S = 0.005
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 
 class QueueState:
@@ -108,7 +108,7 @@ class DelayLine(Reloadable):
         self.lead_s = 200e-6
         self.raw: Optional[socket.socket] = None
         self.started = time.monotonic()
-        self.wall_offset = time.time() - time.monotonic()
+        self.clock_offset = ClockOffset()  # real-time - monotonic, from tight bracketed reads
         self.errors: List[str] = []
 
     # -- packet arrival -------------------------------------------------
@@ -118,10 +118,11 @@ class DelayLine(Reloadable):
             arrival = now
             ts = pkt.get_timestamp()
             if ts:
-                # Kernel receive time (wall clock) -> monotonic. Only trusted when
-                # plausible: a forwarded skb may carry a sender's departure time
-                # in another clock base (EDT/mono delivery time), not its arrival.
-                age = now + self.wall_offset - ts
+                # Kernel receive time (wall clock) -> monotonic, by an offset no
+                # preemption between two clock reads can skew (testbed.clocks).
+                # Only trusted when plausible: a forwarded skb may carry a sender's
+                # departure time in another clock base (EDT/mono delivery time).
+                age = now + self.clock_offset.read() / 1e9 - ts
                 if 0.0 <= age < MAX_TIMESTAMP_AGE_S:
                     arrival = now - age
                     q.counters["kernel_ts"] += 1

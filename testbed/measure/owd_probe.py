@@ -45,8 +45,9 @@ import socket
 import struct
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+from testbed.clocks import SO_TIMESTAMPNS, ClockOffset
 from testbed.measure.stats import rfc3550_jitter, summarize
 
 __all__ = ["HEADER", "MAGIC", "ClockOffset", "encode_probe", "decode_probe", "analyze", "main"]
@@ -54,8 +55,6 @@ __all__ = ["HEADER", "MAGIC", "ClockOffset", "encode_probe", "decode_probe", "an
 MAGIC = b"TBOW"
 HEADER = struct.Struct("!4sIIQ")  # magic, seq, count, send_ns
 _CLOCK = time.CLOCK_MONOTONIC
-#: SO_TIMESTAMPNS (= its SCM_ type) from asm-generic/socket.h; Python's socket lacks it
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")  # struct timespec on a 64-bit kernel: tv_sec, tv_nsec
 _CMSG_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
 
@@ -72,38 +71,6 @@ def kernel_stamp_ns(ancdata) -> Optional[int]:
             return sec * 1_000_000_000 + nsec
     return None
 
-
-class ClockOffset:
-    """The real-time minus monotonic clock offset, from bracketed readings.
-
-    One reading is monotonic, real-time, monotonic; its offset is the real-time
-    reading less the middle of the bracket, wrong by at most half the bracket's
-    width. ``read()`` takes a reading and adopts it when its bracket is no wider
-    than ``max(2 * the tightest seen, tight_ns)``; otherwise (the reader was
-    preempted between two reads) it keeps the last adopted offset. The first
-    estimate is the tightest of ``calibrate_reads`` readings. ``clock`` (kind ->
-    ns) is for tests.
-    """
-
-    def __init__(self, calibrate_reads: int = 32, tight_ns: int = 5_000,
-                 clock: Callable[[int], int] = time.clock_gettime_ns) -> None:
-        self._clock = clock
-        self._tight_ns = tight_ns
-        self._best_ns, self.offset_ns = min(self._bracket() for _ in range(max(1, calibrate_reads)))
-
-    def _bracket(self) -> Tuple[int, int]:
-        before = self._clock(_CLOCK)
-        real = self._clock(time.CLOCK_REALTIME)
-        after = self._clock(_CLOCK)
-        return after - before, real - (before + after) // 2
-
-    def read(self) -> int:
-        """The offset now (ns), refreshed when this reading's bracket is tight."""
-        width, offset = self._bracket()
-        if width <= max(2 * self._best_ns, self._tight_ns):
-            self.offset_ns = offset
-            self._best_ns = min(self._best_ns, width)
-        return self.offset_ns
 
 
 def receive_time_ns(ancdata, mono: Optional[int] = None,
