@@ -19,6 +19,7 @@ from rich.text import Text
 
 from testbed.report.markdown import format_number
 from testbed.results import get_value, overall_verdict
+from testbed.units import format_size_bytes
 
 __all__ = ["summary_table", "print_summary", "row_verdict_lines", "SUMMARY_COLUMNS"]
 
@@ -66,13 +67,12 @@ def summary_table(results: Dict[str, Any]) -> Table:
     return table
 
 
-def _size(n: Any) -> str:
-    if not isinstance(n, int):
-        return str(n)
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= factor and n % factor == 0:
-            return f"{n // factor} {unit}"
-    return f"{n} B"
+def _collective_label(row: Dict[str, Any]) -> str:
+    """"allreduce ring 1MiB": the operation, algorithm and size of a collective row."""
+    size = row.get("bytes")
+    parts = [row.get("op", "collective"), row.get("algorithm"),
+             format_size_bytes(size) if isinstance(size, int) else size]
+    return " ".join(str(p) for p in parts if p is not None)
 
 
 def row_verdict_lines(results: Dict[str, Any]) -> List[Tuple[str, str]]:
@@ -80,8 +80,7 @@ def row_verdict_lines(results: Dict[str, Any]) -> List[Tuple[str, str]]:
     out = []
     for variant in results.get("variants") or []:
         name = variant.get("name") or "?"
-        rows = [(f"{r.get('op', 'collective')} {r.get('algorithm', '')} {_size(r.get('bytes'))}".replace("  ", " "), r)
-                for r in variant.get("collectives") or [] if isinstance(r, dict)]
+        rows = [(_collective_label(r), r) for r in variant.get("collectives") or [] if isinstance(r, dict)]
         rows += [(key, variant[key]) for key in ("training", "storage") if isinstance(variant.get(key), dict)]
         for label, row in rows:
             if row.get("verdict") in ("warn", "fail"):

@@ -393,7 +393,7 @@ def test_summary_lists_rows_whose_own_verdict_did_not_pass(sample):
     console = _console()
     print_summary(sample, console=console)
     out = console.export_text()
-    assert ("internet-transit: allreduce ring 1 MiB warn: delay line transit-hop:forward@_w2 "
+    assert ("internet-transit: allreduce ring 1MiB warn: delay line transit-hop:forward@_w2 "
             "ran 3.29 ms late (p99)") in out
     assert "direct-interconnect: training fail: the kernel dropped 4 packets" in out
-    assert "64 KiB" not in out
+    assert "64KiB" not in out
