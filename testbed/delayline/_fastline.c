@@ -66,7 +66,13 @@
 #define LATE_GROWTH 1.05
 #define MAX_TS_AGE_NS 5000000LL     /* kernel timestamp plausible below 5 ms */
 #define LEAD_MIN_NS 40000LL
-#define LEAD_MAX_NS 1000000LL
+/* The spin before a due time is capped low. Every line spins up to its lead
+ * before each release, and a line under CPU contention wakes late, which grew
+ * the lead, which spun more: a ring allreduce of 8 hosts at scale 16 (16 line
+ * directions on 2 cores, ~1k packets/s each) left every line spinning, CPU
+ * 87 % busy and lines 6.5-8.3 ms late (p99) with a 1 ms cap; 1.2 ms with a
+ * 200 us cap; 0.84-0.88 ms and 62 % busy with this one (issue 13). */
+#define LEAD_MAX_NS 100000LL
 #define LEAD_MARGIN_NS 20000LL
 #define IDLE_WAIT_NS 250000000LL
 #define STARVE_WAIT_NS 50000000LL
