@@ -62,14 +62,13 @@ __all__ = ["CANDIDATES", "MARGIN", "AUTO", "PROBE_SERIALISATION_SHARE", "Load", 
 AUTO = "auto"
 #: the K auto picks from (1 = no scaling)
 CANDIDATES: Tuple[int, ...] = (1, 2, 3, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 200, 500, 1000)
-#: the share of the measured capacity a run may use. The capacity is what saturating TCP
-#: pushes through unshaped lines (large GRO packets, lines running 20-60 ms late); shaped
-#: links send smaller packets and a faithful line must stay within 1 ms. Measured here
-#: (2 cores, issue 13): 16 lines carried 11.7 Gbit/s saturated, while star collectives
-#: stayed at their model with 1.6 Gbit/s through 16 lines (8 hosts, 1 Gbit/s, scale 10)
-#: and 0.8 through 8 (4 hosts, scale 10), and ran late with 4 Gbit/s through 8 (scale 2)
-#: and 3.2 through 32 (16 hosts, scale 10): about 0.15 of the saturated figure.
-MARGIN = 0.15
+#: the share of the measured capacity a run may use. The capacity is saturating TCP through
+#: unshaped lines in packets of one MTU (lines 10-150 ms late), which is what hosts send on
+#: a scaled lab; a faithful line must stay within 1 ms. Measured here (2 cores, issue 13):
+#: 16 lines carried 7.1 Gbit/s of 9000-byte packets saturated; a star ring allreduce
+#: (8 hosts, 1 Gbit/s, 5 ms) through them ran its lines 0.84-0.88 ms late (p99) at
+#: 1.0 Gbit/s (K 16, 0.14 of it) and 1.7 ms late at 2.0 (K 8, 0.28).
+MARGIN = 0.12
 #: step kinds whose figures scaling would change, whatever the K
 NEVER_SCALED_STEPS = {"timeline": "throughput and RTT over time through events"}
 #: probe steps: scaled only where K's extra serialisation time is negligible
@@ -299,13 +298,13 @@ def explicit(scale: float, load: Optional[Load], capacity) -> Decision:
     ok, cap = _fits(load, scale, capacity)
     text = (f"scale {scale:g} as given: {load.lines} delay lines carry {load.total_bps / scale / 1e9:.2f} "
             f"Gbit/s at once, {'within' if ok else 'ABOVE'} {MARGIN:.0%} of the "
-            f"{cap / 1e9:.2f} Gbit/s this machine carried through as many")
+            f"{cap / 1e9:.2f} Gbit/s this machine carried through as many in MTU packets")
     return Decision(float(scale), "explicit", text, load, cap, ok)
 
 
 def _explain(load: Load, k: float, cap: float) -> str:
     return (f"scale {k:g}: at peak {load.lines} delay lines carry {load.total_bps / 1e9:.2f} Gbit/s "
-            f"at once; this machine carried {cap / 1e9:.2f} Gbit/s through as many; "
+            f"at once; this machine carried {cap / 1e9:.2f} Gbit/s through as many in MTU packets; "
             f"K = {k:g} keeps it at {load.total_bps / k / 1e9:.2f} Gbit/s, within {MARGIN:.0%}")
 
 
@@ -348,7 +347,9 @@ def decide(setting, plan, step_kinds: Sequence[str] = ("collective",), op: str =
     missing or stale (needs root; about a minute).
     """
     from testbed import capacity as cap_mod
+    from testbed.lab.lab import min_mtu
 
+    mtu = min_mtu(plan)  # the capacity of lines carrying packets of this size
     base = _new_namespace_tcp()
     host = tcpmodel.HostTcp.from_sysctls(host_sysctls or {}, congestion=cc, base=base)
     flow_host = tcpmodel.HostTcp.from_sysctls(host_sysctls or {}, base=base)
@@ -366,7 +367,7 @@ def decide(setting, plan, step_kinds: Sequence[str] = ("collective",), op: str =
         if not loads:
             return Decision(float(setting), "explicit", f"scale {float(setting):g} as given")
         doc = capacity_doc if capacity_doc is not None else cap_mod.load_cached()
-        capacity = (lambda n: cap_mod.lines_capacity_bps(doc, n)) if doc else None
+        capacity = (lambda n: cap_mod.lines_capacity_bps(doc, n, mtu)) if doc else None
         judged = [explicit(float(setting), x, capacity) for x in loads]
         return next((d for d in judged if d.enough is False), judged[0])
     if not loads:
@@ -377,7 +378,7 @@ def decide(setting, plan, step_kinds: Sequence[str] = ("collective",), op: str =
     if why_not or all(x.lines == 0 for x in loads):
         return choose_scale(worst, lambda n: 0.0, why_not)
     doc = capacity_doc if capacity_doc is not None else cap_mod.get_capacity(progress=progress)
-    capacity = lambda n: cap_mod.lines_capacity_bps(doc, n)  # noqa: E731
+    capacity = lambda n: cap_mod.lines_capacity_bps(doc, n, mtu)  # noqa: E731
     decisions = [choose_scale(x, capacity) for x in loads if x.lines]
     decision = max(decisions, key=lambda d: d.scale)
     if decision.scale > 1:

@@ -30,7 +30,8 @@ from testbed.shaping.htb import apply_egress, host_gso_max_bytes
 from testbed.shaping.userspace import check_alive, read_stats
 from testbed.topologies import build_topology, canonical_topology
 
-__all__ = ["Lab", "LabInputs", "require_root", "validate_inputs", "claim_plan", "new_state_doc"]
+__all__ = ["Lab", "LabInputs", "require_root", "validate_inputs", "claim_plan", "new_state_doc",
+           "min_mtu"]
 
 # Any block big enough: used only to validate a plan before the real block is chosen.
 VALIDATION_BLOCK = "10.0.0.0/8"
@@ -164,7 +165,7 @@ class Lab:
                     build.set_sysctls(link.wire, build.wire_sysctls(
                         link, delay_backend.name == "userspace"))
             build.create_links(plan)
-            build.configure_nodes(plan, host_gso_max_bytes(_slowest_rate_bps(plan, scale), _min_mtu(plan)))
+            build.configure_nodes(plan, host_gso_max_bytes(_slowest_rate_bps(plan, scale), min_mtu(plan)))
             _shape(plan, delay_backend, scale)
             if hosts_file:
                 hostsfile.install(plan, lab_dir)  # names resolve with 'ip netns exec' (testbed exec)
@@ -342,7 +343,8 @@ def _slowest_rate_bps(plan: LabPlan, scale: float) -> Optional[int]:
     return min(rates) if rates else None
 
 
-def _min_mtu(plan: LabPlan) -> int:
+def min_mtu(plan: LabPlan) -> int:
+    """The smallest MTU of the plan's links: the largest packet every path carries."""
     return min((link.mtu for link in plan.links), default=1500)
 
 

@@ -44,3 +44,33 @@ def test_measure_capacity_reports_line_and_raw_rates_and_cleans_up():
     finally:
         left = _it_cap_namespaces()
     assert left == [], f"namespaces left behind: {left}"
+
+
+def test_measure_lines_sends_packets_of_one_mtu_and_cleans_up(monkeypatch):
+    """The hosts of the bench's star build packets of one MTU (read back from the kernel
+    while the lab is up), the point says so, and the lab is gone afterwards."""
+    from pyroute2 import NetNS
+
+    seen = []
+    real = capacity._cap_host_gso
+
+    def cap_and_read(lab, gso_bytes):
+        real(lab, gso_bytes)
+        for node in lab.plan.hosts():
+            with NetNS(node.netns) as ns:
+                for intf in node.intfs:
+                    link = ns.get_links(ifname=intf.name)[0]
+                    seen.append(link.get_attr("IFLA_GSO_MAX_SIZE"))
+
+    monkeypatch.setattr(capacity, "_cap_host_gso", cap_and_read)
+    try:
+        points = capacity.measure_lines(seconds=1, name="it-cap", flows=(1,), mtus=(1500,))
+    finally:
+        left = _it_cap_namespaces()
+    assert left == [], f"namespaces left behind: {left}"
+    assert seen == [1500, 1500], seen  # both hosts of the one flow
+    (point,) = points
+    assert (point["lines"], point["mtu"], point["gso_bytes"], point["flows"]) == (2, 1500, 1500, 1)
+    # a working line carries far more than 20 Mbit/s of MTU packets here, and a veth no more
+    # than a few tens of Gbit/s
+    assert 20e6 < point["total_bps"] < 100e9, point

@@ -28,10 +28,28 @@ def test_star_load_and_the_smallest_k():
     # 8 hosts, one link each, both directions carry ring traffic: 16 lines at 1 Gbit/s
     assert (load.lines, load.total_bps, load.max_line_bps) == (16, 16e9, 1e9)
     d = autoscale.choose_scale(load, _cap)
-    # 16 Gbit/s / K <= 0.15 x 3 Gbit/s = 0.45 Gbit/s: K >= 35.6 -> 50 among the candidates
-    assert autoscale.MARGIN == 0.15
+    # 16 Gbit/s / K <= 0.12 x 3 Gbit/s = 0.36 Gbit/s: K >= 44.4 -> 50 among the candidates
+    assert autoscale.MARGIN == 0.12
     assert d.scale == 50 and d.mode == "auto" and d.enough
     assert "16 delay lines" in d.reason and "3.00 Gbit/s" in d.reason
+
+
+def test_capacity_is_read_at_the_labs_mtu():
+    """A star's fabric has MTU 9000: its lines carry 9000-byte packets, which cost far fewer
+    packets per bit than 1500-byte ones, so K comes from the MTU 9000 figures."""
+    doc = {"lines": [{"lines": 16, "mtu": 1500, "gso_bytes": 1500, "total_bps": 1.5e9},
+                     {"lines": 16, "mtu": 9000, "gso_bytes": 9000, "total_bps": 7e9}]}
+    star = autoscale.plan_for("star", {"hosts": 8}, {"fabric": {"rate": "1Gbit", "delay": "5ms"}})
+    d = autoscale.decide("auto", star, capacity_doc=doc, host_sysctls=BIG_SYSCTLS)
+    # 16 Gbit/s / K <= 0.12 x 7 Gbit/s = 0.84: K >= 19.0 -> 20
+    assert d.scale == 20 and d.capacity_bps == 7e9 and "in MTU packets" in d.reason
+    small = autoscale.plan_for("star", {"hosts": 8}, {"fabric": {"rate": "1Gbit", "delay": "5ms",
+                                                                 "mtu": 1500}})
+    d = autoscale.decide("auto", small, capacity_doc=doc, host_sysctls=BIG_SYSCTLS)
+    # 16 Gbit/s / K <= 0.12 x 1.5 Gbit/s = 0.18: K >= 88.9 -> 100
+    assert d.scale == 100 and d.capacity_bps == 1.5e9
+    judged = autoscale.decide(20.0, small, capacity_doc=doc, host_sysctls=BIG_SYSCTLS)
+    assert judged.enough is False and "ABOVE" in judged.reason
 
 
 def test_explicit_scale_is_kept_and_judged():
@@ -151,8 +169,8 @@ def test_capacity_warnings_count_only_the_variants_own_links(monkeypatch):
     doc = {"backend": "userspace", "delay_line_bps": 2e9, "machine": {"cpus": 2}, "measured_at": "now",
            **CAP}
     monkeypatch.setattr(capacity, "load_cached", lambda *a, **k: doc)
-    assert runner._capacity_warnings(scenario) == []  # 10 Gbit/s at K = 20: 0.5 Gbit/s
+    assert runner._capacity_warnings(scenario) == []  # 10 Gbit/s at K = 25: 0.4 Gbit/s
     doc["delay_line_bps"] = 1e8  # now both warn, direct at the rate its lab is shaped at
     warnings = runner._capacity_warnings(scenario)
     assert [w.split(":")[0] for w in warnings] == ["direct-interconnect", "internet-transit"]
-    assert "shaped at 0.50 Gbit/s (scale 20)" in warnings[0] and "scale" not in warnings[1]
+    assert "shaped at 0.40 Gbit/s (scale 25)" in warnings[0] and "scale" not in warnings[1]
