@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="what this machine can do, and which delay backend runs")
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d.add_argument("--bench", action="store_true",
-                   help="measure the delay line's capacity (about 10 s of traffic) and cache it")
+                   help="measure the delay lines' capacity (under a minute here) and cache it")
 
     r = sub.add_parser("run", help="run a scenario (default: the flagship direct-vs-transit)")
     r.add_argument("scenario", nargs="?", help="scenario file or shipped scenario name")
