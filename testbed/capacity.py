@@ -18,13 +18,14 @@ of 2m hosts whose links have a 5 ms line each way and no rate limit, m TCP
 flows at once (h1 -> h2, h3 -> h4, ...), each through two line directions;
 ``total_bps`` is the bits per second summed over the lines that carry data
 (twice the flows' goodput). The hosts build packets of one MTU
-(``gso_bytes``), which is what they send on a scaled lab: a link shaped
-below about 5 Gbit/s makes them cap GSO near the MTU
-(:func:`testbed.shaping.htb.host_gso_max_bytes`), and a line's cost is
-mostly per packet. With 64 KiB GSO packets the same bench carried several
-times more and varied twice over between runs (16 lines: 7.8 to 17 Gbit/s);
-with MTU packets it is steady (16 lines, MTU 9000: 7.1 Gbit/s; MTU 1500:
-1.2-1.4). :func:`lines_capacity_bps` reads it for any number of lines (the
+(``gso_bytes``), which is what they send on a scaled lab: hosts cap GSO at
+100 us of the slowest shaped rate
+(:func:`testbed.shaping.htb.host_gso_max_bytes`), one MTU below 120 Mbit/s
+at MTU 1500 and 720 Mbit/s at MTU 9000, and a line's cost is mostly per
+packet. With 64 KiB GSO packets the same bench carried several times more
+and varied twice over between runs (16 lines: 7.8 to 17 Gbit/s); with MTU
+packets it is steady (16 lines, MTU 9000: 6.8-7.1 Gbit/s; MTU 1500:
+1.3-1.6). :func:`lines_capacity_bps` reads it for any number of lines (the
 nearest measured count at or above; beyond the largest, that one's aggregate,
 scaled down by the count). A cache older than :data:`MAX_AGE_S` is measured
 again.
