@@ -63,7 +63,7 @@ AUTO = "auto"
 #: the K auto picks from (1 = no scaling)
 CANDIDATES: Tuple[int, ...] = (1, 2, 3, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 200, 500, 1000)
 #: the share of the measured capacity a run may use. The capacity is saturating TCP through
-#: unshaped lines in packets of one MTU (lines 10-150 ms late), which is what hosts send on
+#: unshaped lines in packets of one MTU (lines 30-160 ms late), which is what hosts send on
 #: a scaled lab; a faithful line must stay within 1 ms. Measured here (2 cores, issue 13):
 #: 16 lines carried 7.1 Gbit/s of 9000-byte packets saturated; a star ring allreduce
 #: (8 hosts, 1 Gbit/s, 5 ms) through them ran its lines 0.84-0.88 ms late (p99) at
