@@ -350,6 +350,10 @@ def decide(setting, plan, step_kinds: Sequence[str] = ("collective",), op: str =
     from testbed.lab.lab import min_mtu
 
     mtu = min_mtu(plan)  # the capacity of lines carrying packets of this size
+
+    def reader(doc):
+        return lambda lines: cap_mod.lines_capacity_bps(doc, lines, mtu)
+
     base = _new_namespace_tcp()
     host = tcpmodel.HostTcp.from_sysctls(host_sysctls or {}, congestion=cc, base=base)
     flow_host = tcpmodel.HostTcp.from_sysctls(host_sysctls or {}, base=base)
@@ -367,7 +371,7 @@ def decide(setting, plan, step_kinds: Sequence[str] = ("collective",), op: str =
         if not loads:
             return Decision(float(setting), "explicit", f"scale {float(setting):g} as given")
         doc = capacity_doc if capacity_doc is not None else cap_mod.load_cached()
-        capacity = (lambda n: cap_mod.lines_capacity_bps(doc, n, mtu)) if doc else None
+        capacity = reader(doc) if doc else None
         judged = [explicit(float(setting), x, capacity) for x in loads]
         return next((d for d in judged if d.enough is False), judged[0])
     if not loads:
@@ -378,8 +382,7 @@ def decide(setting, plan, step_kinds: Sequence[str] = ("collective",), op: str =
     if why_not or all(x.lines == 0 for x in loads):
         return choose_scale(worst, lambda n: 0.0, why_not)
     doc = capacity_doc if capacity_doc is not None else cap_mod.get_capacity(progress=progress)
-    capacity = lambda n: cap_mod.lines_capacity_bps(doc, n, mtu)  # noqa: E731
-    decisions = [choose_scale(x, capacity) for x in loads if x.lines]
+    decisions = [choose_scale(x, reader(doc)) for x in loads if x.lines]
     decision = max(decisions, key=lambda d: d.scale)
     if decision.scale > 1:
         why_probes = probe_reason(plan, probes, decision.scale)
